@@ -1,0 +1,50 @@
+//! The APIs this broker answers, and the version range of each.
+//!
+//! Ranges come from each request type's `VERSIONS` constant in `kafka-protocol`, intersected
+//! with the versions our handlers implement. `ApiKey`'s own ranges are not used: for some APIs
+//! they exceed what the crate's decoders accept.
+
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Message, VersionRange};
+
+const fn clamp(r: VersionRange, min: i16, max: i16) -> VersionRange {
+    VersionRange {
+        min: if r.min > min { r.min } else { min },
+        max: if r.max < max { r.max } else { max },
+    }
+}
+
+/// Every API the broker advertises in ApiVersions, with its version range.
+pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
+    (ApiKey::Produce, ProduceRequest::VERSIONS),
+    (ApiKey::Fetch, clamp(FetchRequest::VERSIONS, 4, 17)),
+    (ApiKey::ListOffsets, ListOffsetsRequest::VERSIONS),
+    (ApiKey::Metadata, MetadataRequest::VERSIONS),
+    (ApiKey::ApiVersions, ApiVersionsRequest::VERSIONS),
+    (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
+    (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
+    (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
+    (ApiKey::OffsetForLeaderEpoch, OffsetForLeaderEpochRequest::VERSIONS),
+    (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
+    (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
+    (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
+];
+
+/// The supported version range of `key`, or `None` if the broker does not implement it.
+pub fn supported(key: ApiKey) -> Option<VersionRange> {
+    SUPPORTED.iter().find(|(k, _)| *k == key).map(|(_, r)| *r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_are_sane() {
+        for (k, r) in SUPPORTED {
+            assert!(r.min <= r.max, "{k:?}");
+        }
+        assert_eq!(supported(ApiKey::Produce).unwrap().min, 3);
+        assert!(supported(ApiKey::SaslHandshake).is_none());
+    }
+}
