@@ -1,1 +1,29 @@
-//! placeholder
+//! `sluice-client`: a small async Kafka-protocol client for the sluice console tools.
+//!
+//! It speaks the Kafka wire protocol (messages from the `kafka-protocol` crate) over tokio TCP:
+//! one [`Connection`] per broker with ApiVersions negotiation, and a [`Client`] that bootstraps
+//! from a `host:port,...` list, routes partition requests to leaders via Metadata, and offers
+//! the admin, produce and fetch operations the CLI needs.
+//!
+//! Consumer groups are not implemented yet; consumers work on explicit partition positions
+//! ([`FetchPosition`]), so group coordination can later sit on top of [`Client::fetch`].
+
+mod client;
+mod conn;
+mod error;
+mod partitioner;
+mod records;
+
+pub use client::{
+    now_ms, parse_bootstrap, Acks, BrokerInfo, Client, ClientConfig, ClusterMetadata, ConfigEntry,
+    ConfigSource, CreatedTopic, FetchOptions, FetchPosition, FetchedPartition, NewTopic,
+    OffsetSpec, PartitionInfo, ProduceOutcome, TopicInfo, TopicResults,
+};
+pub use conn::{api_name, decode_response, encode_request, negotiate, Connection, MAX_FRAME_BYTES};
+pub use error::{ClientError, KafkaCode, Result};
+pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
+pub use records::{
+    decode_batches, encode_batch, set_base_offset, Compression, ConsumedRecord, DecodedRecords,
+    ProduceRecord, TimestampKind,
+};
+pub use uuid::Uuid;
