@@ -1,0 +1,99 @@
+//! Controller errors, each mapping to a Kafka error code.
+
+use crate::config::ConfigError;
+
+/// Errors of the metadata state machine, the planners and the metadata store.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControllerError {
+    /// TOPIC_ALREADY_EXISTS (36).
+    #[error("{0}")]
+    TopicAlreadyExists(String),
+    /// UNKNOWN_TOPIC_OR_PARTITION (3).
+    #[error("{0}")]
+    UnknownTopic(String),
+    /// UNKNOWN_TOPIC_ID (100).
+    #[error("{0}")]
+    UnknownTopicId(String),
+    /// INVALID_TOPIC_EXCEPTION (17).
+    #[error("{0}")]
+    InvalidTopic(String),
+    /// INVALID_PARTITIONS (37).
+    #[error("{0}")]
+    InvalidPartitions(String),
+    /// INVALID_REPLICATION_FACTOR (38).
+    #[error("{0}")]
+    InvalidReplicationFactor(String),
+    /// INVALID_CONFIG (40).
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// INVALID_REQUEST (42).
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// TOPIC_DELETION_DISABLED (73).
+    #[error("{0}")]
+    TopicDeletionDisabled(String),
+    /// KAFKA_STORAGE_ERROR (56): the metadata log could not be read or written.
+    #[error("metadata storage error: {0}")]
+    Storage(String),
+}
+
+impl ControllerError {
+    /// The Kafka error code to put in a response.
+    pub fn error_code(&self) -> i16 {
+        match self {
+            ControllerError::TopicAlreadyExists(_) => 36,
+            ControllerError::UnknownTopic(_) => 3,
+            ControllerError::UnknownTopicId(_) => 100,
+            ControllerError::InvalidTopic(_) => 17,
+            ControllerError::InvalidPartitions(_) => 37,
+            ControllerError::InvalidReplicationFactor(_) => 38,
+            ControllerError::InvalidConfig(_) => 40,
+            ControllerError::InvalidRequest(_) => 42,
+            ControllerError::TopicDeletionDisabled(_) => 73,
+            ControllerError::Storage(_) => 56,
+        }
+    }
+
+    /// The human readable message (for `error_message` fields).
+    pub fn message(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl From<ConfigError> for ControllerError {
+    fn from(e: ConfigError) -> Self {
+        ControllerError::InvalidConfig(e.to_string())
+    }
+}
+
+impl From<std::io::Error> for ControllerError {
+    fn from(e: std::io::Error) -> Self {
+        ControllerError::Storage(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes() {
+        let cases = [
+            (ControllerError::TopicAlreadyExists(String::new()), 36),
+            (ControllerError::UnknownTopic(String::new()), 3),
+            (ControllerError::UnknownTopicId(String::new()), 100),
+            (ControllerError::InvalidTopic(String::new()), 17),
+            (ControllerError::InvalidPartitions(String::new()), 37),
+            (ControllerError::InvalidReplicationFactor(String::new()), 38),
+            (ControllerError::InvalidConfig(String::new()), 40),
+            (ControllerError::InvalidRequest(String::new()), 42),
+            (ControllerError::TopicDeletionDisabled(String::new()), 73),
+            (ControllerError::Storage(String::new()), 56),
+        ];
+        for (e, code) in cases {
+            assert_eq!(e.error_code(), code, "{e:?}");
+        }
+        let e: ControllerError = ConfigError::Unknown("x".into()).into();
+        assert_eq!(e.error_code(), 40);
+    }
+}
