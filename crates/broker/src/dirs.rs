@@ -1,0 +1,183 @@
+//! Data directory housekeeping: the lock file and `meta.properties`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use crate::BrokerError;
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> BrokerError + '_ {
+    move |source| BrokerError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Holds the exclusive lock on a data directory for as long as it lives. The kernel releases
+/// a flock when the process dies, so a restart right after SIGKILL finds the directory free.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: File,
+}
+
+/// Creates the data dir if needed and takes its lock.
+pub fn lock_data_dir(dir: &Path) -> Result<DirLock, BrokerError> {
+    std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+    let path = dir.join(".lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_err(&path))?;
+    // SAFETY: flock on a valid, owned file descriptor has no memory-safety preconditions.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(BrokerError::DataDirLocked(dir.to_path_buf()));
+    }
+    Ok(DirLock { _file: file })
+}
+
+/// Identity of a formatted data dir.
+#[derive(Debug, Clone)]
+pub struct MetaProperties {
+    /// Cluster id (22 characters, URL-safe base64 of a random UUID, like Kafka's).
+    pub cluster_id: String,
+    /// The node id this dir belongs to.
+    pub node_id: i32,
+}
+
+/// Reads `meta.properties`, or formats the dir by writing a new one with a fresh cluster id.
+pub fn load_or_format(dir: &Path, node_id: i32) -> Result<MetaProperties, BrokerError> {
+    let path = dir.join("meta.properties");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let mut cluster_id = None;
+            let mut stored_node = None;
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with('#') {
+                    continue;
+                }
+                if let Some((k, v)) = line.split_once('=') {
+                    match k.trim() {
+                        "cluster.id" => cluster_id = Some(v.trim().to_string()),
+                        "node.id" => stored_node = v.trim().parse::<i32>().ok(),
+                        _ => {}
+                    }
+                }
+            }
+            let cluster_id = cluster_id.ok_or_else(|| {
+                BrokerError::MetaProperties(format!(
+                    "{} has no cluster.id; restore it or remove the data directory",
+                    path.display()
+                ))
+            })?;
+            if let Some(n) = stored_node {
+                if n != node_id {
+                    return Err(BrokerError::MetaProperties(format!(
+                        "{} belongs to node.id={n} but this broker was started with --node-id {node_id}; \
+                         use --node-id {n} or another --data-dir",
+                        path.display()
+                    )));
+                }
+            }
+            Ok(MetaProperties {
+                cluster_id,
+                node_id,
+            })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let cluster_id = new_cluster_id();
+            let text = format!(
+                "#Written by sluice on first start\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
+            );
+            write_atomically(&path, text.as_bytes())?;
+            Ok(MetaProperties {
+                cluster_id,
+                node_id,
+            })
+        }
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// Writes a file via temp + fsync + rename + dir fsync.
+pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), BrokerError> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    {
+        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
+        f.write_all(data).map_err(io_err(&tmp))?;
+        f.sync_all().map_err(io_err(&tmp))?;
+    }
+    std::fs::rename(&tmp, path).map_err(io_err(path))?;
+    if let Some(parent) = path.parent() {
+        if let Ok(d) = File::open(parent) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// A random UUID in URL-safe base64 without padding (22 characters), as Kafka formats ids.
+pub fn new_cluster_id() -> String {
+    base64_url(uuid::Uuid::new_v4().as_bytes())
+}
+
+fn base64_url(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            chunk.get(1).copied().unwrap_or(0),
+            chunk.get(2).copied().unwrap_or(0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        let chars = chunk.len() + 1;
+        for i in 0..chars {
+            let idx = ((n >> (18 - 6 * i)) & 63) as usize;
+            out.push(ALPHABET[idx] as char);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_id_shape() {
+        let id = new_cluster_id();
+        assert_eq!(id.len(), 22);
+        assert!(id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert_eq!(base64_url(b"Man"), "TWFu");
+        assert_eq!(base64_url(b"Ma"), "TWE");
+    }
+
+    #[test]
+    fn format_then_reload_and_node_mismatch() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = load_or_format(dir.path(), 3).unwrap();
+        let b = load_or_format(dir.path(), 3).unwrap();
+        assert_eq!(a.cluster_id, b.cluster_id);
+        assert!(load_or_format(dir.path(), 4).is_err());
+    }
+
+    #[test]
+    fn lock_is_exclusive() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_data_dir(dir.path()).unwrap();
+        // flock locks are per open file description: a second open in this process conflicts too.
+        assert!(matches!(
+            lock_data_dir(dir.path()),
+            Err(BrokerError::DataDirLocked(_))
+        ));
+        drop(first);
+        assert!(lock_data_dir(dir.path()).is_ok());
+    }
+}

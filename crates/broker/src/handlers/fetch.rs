@@ -1,0 +1,170 @@
+//! Fetch: serve stored batches as bytes, long-polling until `min_bytes` or `max_wait_ms`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use sluice_storage::StorageError;
+use uuid::Uuid;
+
+use super::{sb, CloseConnection};
+use crate::codes;
+use crate::state::{Broker, PartitionLookup};
+
+/// Longest long-poll we honour, whatever the client asks.
+const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
+/// Error code for an unknown incremental fetch session.
+const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+
+pub async fn handle(
+    broker: &Arc<Broker>,
+    req: FetchRequest,
+    version: i16,
+) -> Result<FetchResponse, CloseConnection> {
+    if req.session_id != 0 {
+        // We never hand out session ids, so a client can't have one of ours.
+        let mut resp = FetchResponse::default();
+        resp.error_code = FETCH_SESSION_ID_NOT_FOUND;
+        return Ok(resp);
+    }
+    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let notified = broker.appended.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (topics, bytes, errors) = read_once(broker, &req, version);
+        let done = bytes >= i64::from(req.min_bytes).max(1)
+            || errors
+            || tokio::time::Instant::now() >= deadline;
+        if done {
+            broker
+                .metrics
+                .bytes_out
+                .fetch_add(bytes as u64, Ordering::Relaxed);
+            let mut resp = FetchResponse::default();
+            resp.responses = topics;
+            return Ok(resp);
+        }
+        tokio::select! {
+            _ = &mut notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+        }
+    }
+}
+
+/// One pass over the requested partitions. Returns (topics, record bytes, any partition error).
+fn read_once(
+    broker: &Broker,
+    req: &FetchRequest,
+    version: i16,
+) -> (Vec<FetchableTopicResponse>, i64, bool) {
+    let md = broker.controller.metadata();
+    let mut budget: i64 = if req.max_bytes <= 0 {
+        i64::from(i32::MAX)
+    } else {
+        i64::from(req.max_bytes)
+    };
+    let mut total: i64 = 0;
+    let mut any_error = false;
+    let read_committed = req.isolation_level == 1;
+    let mut out = Vec::with_capacity(req.topics.len());
+    for topic in &req.topics {
+        let name: Option<String> = if version >= 13 {
+            md.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
+        } else {
+            Some(topic.topic.to_string())
+        };
+        let mut parts = Vec::with_capacity(topic.partitions.len());
+        for p in &topic.partitions {
+            let mut pd = PartitionData::default();
+            pd.partition_index = p.partition;
+            pd.high_watermark = -1;
+            pd.last_stable_offset = -1;
+            pd.log_start_offset = -1;
+            pd.records = Some(Bytes::new());
+            if read_committed {
+                pd.aborted_transactions = Some(Vec::new());
+            }
+            let Some(name) = &name else {
+                pd.error_code = codes::UNKNOWN_TOPIC_ID;
+                any_error = true;
+                parts.push(pd);
+                continue;
+            };
+            let h = match broker.partition(name, p.partition) {
+                PartitionLookup::Online(h) => h,
+                PartitionLookup::Offline => {
+                    pd.error_code = codes::KAFKA_STORAGE_ERROR;
+                    any_error = true;
+                    parts.push(pd);
+                    continue;
+                }
+                PartitionLookup::Unknown => {
+                    pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+                    any_error = true;
+                    parts.push(pd);
+                    continue;
+                }
+            };
+            if p.current_leader_epoch >= 0 && p.current_leader_epoch != h.leader_epoch {
+                pd.error_code = if p.current_leader_epoch > h.leader_epoch {
+                    codes::UNKNOWN_LEADER_EPOCH
+                } else {
+                    codes::FENCED_LEADER_EPOCH
+                };
+                any_error = true;
+                parts.push(pd);
+                continue;
+            }
+            let hw = h.log.log_end_offset();
+            pd.high_watermark = hw;
+            pd.last_stable_offset = hw;
+            pd.log_start_offset = h.log.log_start_offset();
+            // Budget for this partition: the smaller of the partition and remaining response
+            // limits; the first batch of the response is served even when larger (KIP-74).
+            let part_max = i64::from(p.partition_max_bytes.max(0));
+            let limit = part_max.min(budget).max(0);
+            if limit == 0 && total > 0 {
+                parts.push(pd);
+                continue;
+            }
+            match h.log.read(p.fetch_offset, limit as usize, hw) {
+                Ok(info) => {
+                    let n = info.data.len() as i64;
+                    if n > limit && total > 0 {
+                        // Oversized first batch allowed only as the very first data.
+                    } else {
+                        total += n;
+                        budget -= n;
+                        pd.records = Some(info.data);
+                    }
+                    pd.log_start_offset = info.log_start_offset;
+                }
+                Err(StorageError::OffsetOutOfRange { .. }) => {
+                    pd.error_code = codes::OFFSET_OUT_OF_RANGE;
+                    any_error = true;
+                }
+                Err(e) => {
+                    tracing::error!(topic = %name, partition = p.partition, "read failed: {e}");
+                    pd.error_code = codes::KAFKA_STORAGE_ERROR;
+                    any_error = true;
+                }
+            }
+            parts.push(pd);
+        }
+        let mut t = FetchableTopicResponse::default();
+        if version >= 13 {
+            t.topic_id = topic.topic_id;
+        } else {
+            t.topic = TopicName(sb(name.unwrap_or_default()));
+            t.topic_id = Uuid::nil();
+        }
+        t.partitions = parts;
+        out.push(t);
+    }
+    (out, total, any_error)
+}

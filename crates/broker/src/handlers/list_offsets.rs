@@ -1,0 +1,137 @@
+//! ListOffsets and OffsetForLeaderEpoch.
+
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{
+    ListOffsetsRequest, ListOffsetsResponse, OffsetForLeaderEpochRequest,
+    OffsetForLeaderEpochResponse,
+};
+
+use crate::codes;
+use crate::state::{Broker, PartitionHandle, PartitionLookup};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+const EARLIEST_LOCAL: i64 = -4;
+
+fn epoch_check(current: i32, h: &PartitionHandle) -> i16 {
+    if current >= 0 && current != h.leader_epoch {
+        if current > h.leader_epoch {
+            codes::UNKNOWN_LEADER_EPOCH
+        } else {
+            codes::FENCED_LEADER_EPOCH
+        }
+    } else {
+        codes::NONE
+    }
+}
+
+pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let mut r = ListOffsetsPartitionResponse::default();
+            r.partition_index = p.partition_index;
+            r.offset = -1;
+            r.timestamp = -1;
+            match broker.partition(&name, p.partition_index) {
+                PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
+                PartitionLookup::Online(h) => {
+                    let code = epoch_check(p.current_leader_epoch, &h);
+                    if code != codes::NONE {
+                        r.error_code = code;
+                    } else {
+                        let found: Result<Option<(i64, i64)>, _> = match p.timestamp {
+                            LATEST => Ok(Some((h.log.log_end_offset(), -1))),
+                            EARLIEST | EARLIEST_LOCAL => Ok(Some((h.log.log_start_offset(), -1))),
+                            MAX_TIMESTAMP => h.log.max_timestamp(),
+                            ts if ts >= 0 => h.log.offset_for_timestamp(ts),
+                            _ => Ok(None),
+                        };
+                        match found {
+                            Ok(Some((offset, ts))) => {
+                                r.offset = offset;
+                                r.timestamp = ts;
+                                if version >= 4 {
+                                    r.leader_epoch = h.leader_epoch;
+                                }
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::error!(topic = %name, partition = p.partition_index, "list offsets failed: {e}");
+                                r.error_code = codes::KAFKA_STORAGE_ERROR;
+                            }
+                        }
+                    }
+                }
+            }
+            parts.push(r);
+        }
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name;
+        tr.partitions = parts;
+        topics.push(tr);
+    }
+    let mut resp = ListOffsetsResponse::default();
+    resp.topics = topics;
+    resp
+}
+
+pub fn offset_for_leader_epoch(
+    broker: &Broker,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.topic.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let mut r = EpochEndOffset::default();
+            r.partition = p.partition;
+            r.leader_epoch = -1;
+            r.end_offset = -1;
+            match broker.partition(&name, p.partition) {
+                PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
+                PartitionLookup::Online(h) => {
+                    let code = epoch_check(p.current_leader_epoch, &h);
+                    if code != codes::NONE {
+                        r.error_code = code;
+                    } else if p.leader_epoch == h.leader_epoch {
+                        // The current epoch ends at the log end.
+                        r.leader_epoch = h.leader_epoch;
+                        r.end_offset = h.log.log_end_offset();
+                    } else if p.leader_epoch < h.leader_epoch {
+                        match h.log.end_offset_for_epoch(p.leader_epoch) {
+                            Ok(Some((e, off))) => {
+                                r.leader_epoch = e;
+                                r.end_offset = off;
+                            }
+                            Ok(None) => {}
+                            Err(e) => {
+                                tracing::error!(topic = %name, partition = p.partition, "epoch lookup failed: {e}");
+                                r.error_code = codes::KAFKA_STORAGE_ERROR;
+                            }
+                        }
+                    }
+                }
+            }
+            parts.push(r);
+        }
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = t.topic;
+        tr.partitions = parts;
+        topics.push(tr);
+    }
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    resp.topics = topics;
+    resp
+}

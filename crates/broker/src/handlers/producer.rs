@@ -1,0 +1,33 @@
+//! InitProducerId for idempotent producers (transactions come later).
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::codes;
+use crate::state::Broker;
+
+pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut resp = InitProducerIdResponse::default();
+    resp.producer_id = ProducerId(-1);
+    resp.producer_epoch = -1;
+    if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
+        resp.error_code = codes::COORDINATOR_NOT_AVAILABLE;
+        return resp;
+    }
+    // KIP-360: an idempotent producer that already has an id may ask for an epoch bump.
+    if req.producer_id.0 >= 0 && req.producer_epoch >= 0 && req.producer_epoch < i16::MAX - 1 {
+        resp.producer_id = req.producer_id;
+        resp.producer_epoch = req.producer_epoch + 1;
+        return resp;
+    }
+    match broker.producer_ids.allocate() {
+        Ok(id) => {
+            resp.producer_id = ProducerId(id);
+            resp.producer_epoch = 0;
+        }
+        Err(e) => {
+            tracing::error!("cannot allocate a producer id: {e}");
+            resp.error_code = codes::KAFKA_STORAGE_ERROR;
+        }
+    }
+    resp
+}

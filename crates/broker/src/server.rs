@@ -1,0 +1,248 @@
+//! Listener, per-connection loop and graceful shutdown.
+//!
+//! Each connection is served by one task that reads a frame, handles it, and hands the encoded
+//! response to a writer task. Requests of one connection are handled strictly in order (Kafka's
+//! ordering guarantee for a producer with several in-flight requests depends on it); the writer
+//! overlaps socket writes with handling the next request.
+
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_protocol::frame::{read_frame, FrameError};
+use sluice_protocol::{decode_request, encode_response, ProtocolError};
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::dirs::{load_or_format, lock_data_dir};
+use crate::handlers;
+use crate::state::Broker;
+use crate::{BrokerConfig, BrokerError};
+
+/// Responses queued per connection before the handler waits for the writer.
+const WRITE_QUEUE: usize = 64;
+/// How long shutdown waits for connections to finish in-flight work.
+const DRAIN: Duration = Duration::from_secs(4);
+
+fn split_host_port(addr: &str) -> Result<(String, i32), BrokerError> {
+    let (host, port) = addr
+        .rsplit_once(':')
+        .ok_or_else(|| BrokerError::BadAddress(addr.to_string()))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| BrokerError::BadAddress(addr.to_string()))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return Err(BrokerError::BadAddress(addr.to_string()));
+    }
+    Ok((host.to_string(), i32::from(port)))
+}
+
+pub async fn run(
+    config: BrokerConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BrokerError> {
+    let started = Instant::now();
+    let (listen_host, listen_port) = split_host_port(&config.listen)?;
+    let advertised = config.advertised.clone().unwrap_or_else(|| config.listen.clone());
+    let (mut adv_host, adv_port) = split_host_port(&advertised)?;
+    if adv_host == "0.0.0.0" || adv_host == "::" {
+        adv_host = "127.0.0.1".to_string();
+    }
+    let lock = lock_data_dir(&config.data_dir)?;
+    let meta = load_or_format(&config.data_dir, config.node_id)?;
+    let data_dir = config.data_dir.clone();
+    // Recovery runs before the listener binds.
+    let broker = tokio::task::block_in_place(|| Broker::open(config, meta, lock, adv_host, adv_port))?;
+    let broker = Arc::new(broker);
+
+    let listen_addr = format!("{listen_host}:{listen_port}");
+    let listener = TcpListener::bind((listen_host.as_str(), listen_port as u16))
+        .await
+        .map_err(|source| BrokerError::Bind {
+            addr: listen_addr.clone(),
+            source,
+        })?;
+    let local = listener.local_addr().map_err(|source| BrokerError::Bind {
+        addr: listen_addr.clone(),
+        source,
+    })?;
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut http_task = None;
+    if let Some(http) = broker.config.http.clone() {
+        let l = tokio::net::TcpListener::bind(&http)
+            .await
+            .map_err(|source| BrokerError::Bind {
+                addr: http.clone(),
+                source,
+            })?;
+        let app = crate::http::router(broker.clone());
+        let mut rx = stop_rx.clone();
+        tracing::info!("http (health, metrics) on {}", l.local_addr().map(|a| a.to_string()).unwrap_or(http));
+        http_task = Some(tokio::spawn(async move {
+            let _ = axum::serve(l, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.wait_for(|s| *s).await;
+                })
+                .await;
+        }));
+    }
+
+    tracing::info!(
+        cluster_id = %broker.cluster_id,
+        node_id = broker.config.node_id,
+        data_dir = %data_dir.display(),
+        startup_ms = started.elapsed().as_millis() as u64,
+        "listening on {local}"
+    );
+
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    let b = broker.clone();
+                    let rx = stop_rx.clone();
+                    conns.spawn(async move {
+                        b.metrics.connections.fetch_add(1, Ordering::Relaxed);
+                        b.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+                        serve_connection(b.clone(), stream, peer.to_string(), rx).await;
+                        b.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+    tracing::info!("shutting down: no longer accepting connections");
+    drop(listener);
+    let _ = stop_tx.send(true);
+    let drained = tokio::time::timeout(DRAIN, async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("some connections did not finish within {DRAIN:?}; closing them");
+        conns.abort_all();
+    }
+    if let Some(t) = http_task {
+        let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
+    }
+    tokio::task::block_in_place(|| broker.close_all());
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn serve_connection(
+    broker: Arc<Broker>,
+    stream: TcpStream,
+    peer: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (mut rd, wr) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    let writer = tokio::spawn(async move {
+        let mut wr = BufWriter::with_capacity(64 * 1024, wr);
+        while let Some(bytes) = rx.recv().await {
+            if wr.write_all(&bytes).await.is_err() {
+                return;
+            }
+            if rx.is_empty() && wr.flush().await.is_err() {
+                return;
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.shutdown().await;
+    });
+    let max = broker.config.settings.socket_request_max_bytes().max(1) as usize;
+    loop {
+        let frame = tokio::select! {
+            f = read_frame(&mut rd, max) => f,
+            _ = stop.wait_for(|s| *s) => break,
+        };
+        let frame = match frame {
+            Ok(f) => f,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                tracing::info!(peer = %peer, "closing connection: {e}");
+                break;
+            }
+        };
+        let request = match decode_request(frame) {
+            Ok(r) => r,
+            Err(ProtocolError::UnsupportedApiVersions { correlation_id, version }) => {
+                tracing::debug!(peer = %peer, version, "ApiVersions version unsupported; answering per KIP-511");
+                let resp = sluice_protocol::unsupported_api_versions_response(correlation_id);
+                if tx.send(resp).await.is_err() {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::info!(peer = %peer, "closing connection: {e}");
+                break;
+            }
+        };
+        let api = request.api_key;
+        let version = request.header.request_api_version;
+        let correlation_id = request.header.correlation_id;
+        let client_id = request
+            .header
+            .client_id
+            .as_ref()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        let t0 = Instant::now();
+        let response = match handlers::handle(&broker, request).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::info!(peer = %peer, client_id = %client_id, api = ?api, version, "closing connection: {e}");
+                break;
+            }
+        };
+        broker
+            .metrics
+            .observe_request(handlers::api_name(api), t0.elapsed().as_secs_f64());
+        let Some(body) = response else { continue };
+        match encode_response(api, version, correlation_id, &body) {
+            Ok(bytes) => {
+                if tx.send(bytes).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::error!(peer = %peer, client_id = %client_id, "closing connection: {e}");
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_port() {
+        assert_eq!(split_host_port("127.0.0.1:9092").unwrap(), ("127.0.0.1".into(), 9092));
+        assert_eq!(split_host_port("[::1]:9092").unwrap(), ("::1".into(), 9092));
+        assert!(split_host_port("nope").is_err());
+        assert!(split_host_port(":9092").is_err());
+        assert!(split_host_port("h:99999").is_err());
+    }
+}

@@ -1,0 +1,425 @@
+//! Wire-level tests against an in-process broker over real sockets: framing errors close only
+//! the offending connection, unsupported versions behave as Kafka's, and the produce/fetch path
+//! round-trips bytes. (Third-party client tests live in tests/clients at the repo root.)
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+use sluice_broker::{BrokerConfig, BrokerSettings};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+struct TestBroker {
+    addr: String,
+    _dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestBroker {
+    async fn start(settings: &[(&str, &str)]) -> TestBroker {
+        let dir = tempfile::tempdir().unwrap();
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let addr = format!("127.0.0.1:{port}");
+        let map: BTreeMap<String, String> = settings
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (settings, _) = BrokerSettings::from_map(&map).unwrap();
+        let config = BrokerConfig {
+            listen: addr.clone(),
+            advertised: None,
+            data_dir: dir.path().to_path_buf(),
+            node_id: 1,
+            http: None,
+            settings,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            sluice_broker::run(config, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        for _ in 0..200 {
+            if TcpStream::connect(&addr).await.is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        TestBroker {
+            addr,
+            _dir: dir,
+            stop: Some(tx),
+            task,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(6), &mut self.task)
+            .await
+            .expect("broker stops within 6s")
+            .unwrap();
+    }
+}
+
+struct Conn {
+    s: TcpStream,
+    next: i32,
+}
+
+impl Conn {
+    async fn open(addr: &str) -> Conn {
+        Conn {
+            s: TcpStream::connect(addr).await.unwrap(),
+            next: 1,
+        }
+    }
+
+    async fn send<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
+        let cid = self.next;
+        self.next += 1;
+        let mut buf = BytesMut::new();
+        buf.put_i32(0);
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(cid)
+            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
+            .encode(&mut buf, R::header_version(version))
+            .unwrap();
+        req.encode(&mut buf, version).unwrap();
+        let len = (buf.len() - 4) as i32;
+        buf[0..4].copy_from_slice(&len.to_be_bytes());
+        self.s.write_all(&buf).await.unwrap();
+        let mut frame = self.read_frame().await.expect("response");
+        let hdr = ResponseHeader::decode(&mut frame, R::Response::header_version(version)).unwrap();
+        assert_eq!(hdr.correlation_id, cid);
+        R::Response::decode(&mut frame, version).unwrap()
+    }
+
+    async fn read_frame(&mut self) -> Option<Bytes> {
+        let mut len = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(10), self.s.read_exact(&mut len))
+            .await
+            .ok()?
+            .ok()?;
+        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    /// True when the broker closed the connection.
+    async fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+fn batch(records: &[(&str, &str)], compression: Compression, pid: i64, seq: i32) -> Bytes {
+    let now = 1_700_000_000_000i64;
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, (k, v))| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: pid,
+            producer_epoch: if pid >= 0 { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: if pid >= 0 { seq + i as i32 } else { -1 },
+            timestamp: now + i as i64,
+            key: Some(Bytes::copy_from_slice(k.as_bytes())),
+            value: Some(Bytes::copy_from_slice(v.as_bytes())),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        recs.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
+async fn create_topic(c: &mut Conn, name: &str, partitions: i32) -> i16 {
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1)])
+        .with_timeout_ms(5000);
+    let resp = c.send(7, &req).await;
+    resp.topics[0].error_code
+}
+
+async fn produce(c: &mut Conn, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.into())))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
+    let resp = c.send(9, &req).await;
+    let p = &resp.responses[0].partition_responses[0];
+    (p.error_code, p.base_offset)
+}
+
+async fn fetch(c: &mut Conn, topic: &str, partition: i32, offset: i64, max_wait: i32) -> (i16, i64, Bytes) {
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(max_wait)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_string(topic.into())))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(partition)
+                .with_fetch_offset(offset)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp = c.send(12, &req).await;
+    let p = &resp.responses[0].partitions[0];
+    (p.error_code, p.high_watermark, p.records.clone().unwrap_or_default())
+}
+
+fn values(mut data: Bytes) -> Vec<(i64, String)> {
+    let mut out = Vec::new();
+    while data.has_remaining() {
+        let set = RecordBatchDecoder::decode(&mut data).unwrap();
+        for r in set.records {
+            out.push((r.offset, String::from_utf8(r.value.unwrap().to_vec()).unwrap()));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_versions_and_kip511() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    let resp = c.send(3, &ApiVersionsRequest::default()).await;
+    assert_eq!(resp.error_code, 0);
+    let produce = resp.api_keys.iter().find(|k| k.api_key == 0).unwrap();
+    assert_eq!((produce.min_version, produce.max_version), (3, 13));
+
+    // ApiVersions v99: v0 response header + v0 body with error 35 and the key-18 entry.
+    let mut raw = BytesMut::new();
+    raw.put_i32(10);
+    raw.put_i16(18);
+    raw.put_i16(99);
+    raw.put_i32(77);
+    raw.put_i16(-1);
+    c.s.write_all(&raw).await.unwrap();
+    let mut f = c.read_frame().await.unwrap();
+    assert_eq!(f.get_i32(), 77);
+    let body = ApiVersionsResponse::decode(&mut f, 0).unwrap();
+    assert_eq!(body.error_code, 35);
+    assert!(body.api_keys.iter().any(|k| k.api_key == 18 && k.max_version >= 3));
+    // ...and the connection stays usable.
+    let again = c.send(0, &ApiVersionsRequest::default()).await;
+    assert_eq!(again.error_code, 0);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_frames_close_only_that_connection() {
+    let b = TestBroker::start(&[("socket.request.max.bytes", "1048576")]).await;
+    let mut healthy = Conn::open(&b.addr).await;
+    healthy.send(3, &ApiVersionsRequest::default()).await;
+
+    let cases: Vec<Vec<u8>> = vec![
+        (-5i32).to_be_bytes().to_vec(),                          // negative length
+        0i32.to_be_bytes().to_vec(),                             // zero length
+        (200 << 20i32).to_be_bytes().to_vec(),                   // over socket.request.max.bytes
+        [&8i32.to_be_bytes()[..], &[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]].concat(), // unknown api key
+        [&8i32.to_be_bytes()[..], &[0, 3, 0x7f, 0, 0, 0, 0, 1]].concat(), // Metadata v32512
+        [&10i32.to_be_bytes()[..], &[0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff]].concat(), // garbage body
+    ];
+    for bytes in cases {
+        let mut c = Conn::open(&b.addr).await;
+        c.s.write_all(&bytes).await.unwrap();
+        assert!(c.closed().await, "connection should be closed after {bytes:?}");
+    }
+    // The healthy connection still works.
+    let resp = healthy.send(12, &MetadataRequest::default()).await;
+    assert_eq!(resp.brokers.len(), 1);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_fetch_roundtrip_and_errors() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    assert_eq!(create_topic(&mut c, "orders", 2).await, 0);
+    assert_eq!(create_topic(&mut c, "orders", 2).await, 36, "TOPIC_ALREADY_EXISTS");
+    assert_eq!(create_topic(&mut c, "bad/name", 1).await, 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(create_topic(&mut c, "zero", 0).await, 37, "INVALID_PARTITIONS");
+
+    let (err, base) = produce(&mut c, "orders", 1, batch(&[("k", "a"), ("k", "b")], Compression::None, -1, 0)).await;
+    assert_eq!((err, base), (0, 0));
+    let (err, base) = produce(&mut c, "orders", 1, batch(&[("k", "c")], Compression::Zstd, -1, 0)).await;
+    assert_eq!((err, base), (0, 2));
+    let (err, hw, data) = fetch(&mut c, "orders", 1, 0, 100).await;
+    assert_eq!((err, hw), (0, 3));
+    assert_eq!(
+        values(data),
+        vec![(0, "a".into()), (1, "b".into()), (2, "c".into())]
+    );
+    // A fetch offset inside a batch returns the whole batch.
+    let (_, _, data) = fetch(&mut c, "orders", 1, 1, 100).await;
+    assert_eq!(values(data)[0].0, 0);
+    // Out of range.
+    let (err, _, _) = fetch(&mut c, "orders", 1, 99, 100).await;
+    assert_eq!(err, 1);
+    // Unknown partition.
+    let (err, _) = produce(&mut c, "orders", 7, batch(&[("k", "x")], Compression::None, -1, 0)).await;
+    assert_eq!(err, 3);
+    // Corrupt CRC.
+    let mut bad = BytesMut::from(&batch(&[("k", "x")], Compression::None, -1, 0)[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let (err, _) = produce(&mut c, "orders", 0, bad.freeze()).await;
+    assert_eq!(err, 2, "CORRUPT_MESSAGE");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_too_large_and_idempotence() {
+    let b = TestBroker::start(&[("message.max.bytes", "2000")]).await;
+    let mut c = Conn::open(&b.addr).await;
+    assert_eq!(create_topic(&mut c, "t", 1).await, 0);
+    let big = "x".repeat(5000);
+    let (err, _) = produce(&mut c, "t", 0, batch(&[("k", &big)], Compression::None, -1, 0)).await;
+    assert_eq!(err, 10, "MESSAGE_TOO_LARGE");
+
+    let pid = c
+        .send(4, &InitProducerIdRequest::default().with_transaction_timeout_ms(1000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1))
+        .await;
+    assert_eq!(pid.error_code, 0);
+    let id = pid.producer_id.0;
+    let b0 = batch(&[("k", "1"), ("k", "2")], Compression::None, id, 0);
+    assert_eq!(produce(&mut c, "t", 0, b0.clone()).await, (0, 0));
+    // A retry of the same batch is acknowledged with its original offset, not written twice.
+    assert_eq!(produce(&mut c, "t", 0, b0).await, (0, 0));
+    // A gap in sequence numbers is refused.
+    let gap = batch(&[("k", "9")], Compression::None, id, 5);
+    assert_eq!(produce(&mut c, "t", 0, gap).await.0, 45);
+    let b1 = batch(&[("k", "3")], Compression::None, id, 2);
+    assert_eq!(produce(&mut c, "t", 0, b1).await, (0, 2));
+    let (_, hw, _) = fetch(&mut c, "t", 0, 0, 0).await;
+    assert_eq!(hw, 3);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_long_poll_wakes_on_append() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    assert_eq!(create_topic(&mut c, "lp", 1).await, 0);
+    let addr = b.addr.clone();
+    let waiter = tokio::spawn(async move {
+        let mut c2 = Conn::open(&addr).await;
+        let t0 = std::time::Instant::now();
+        let (err, _, data) = fetch(&mut c2, "lp", 0, 0, 10_000).await;
+        (err, values(data), t0.elapsed())
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    produce(&mut c, "lp", 0, batch(&[("k", "woke")], Compression::None, -1, 0)).await;
+    let (err, vals, elapsed) = waiter.await.unwrap();
+    assert_eq!(err, 0);
+    assert_eq!(vals, vec![(0, "woke".to_string())]);
+    assert!(elapsed < Duration::from_secs(9), "fetch should return on append, took {elapsed:?}");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_keeps_data_topic_ids_and_list_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let start = |d: std::path::PathBuf, a: String| {
+        let (settings, _) = BrokerSettings::from_map(&BTreeMap::new()).unwrap();
+        let cfg = BrokerConfig { listen: a, advertised: None, data_dir: d, node_id: 1, http: None, settings };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            sluice_broker::run(cfg, async move { let _ = rx.await; }).await.unwrap();
+        });
+        (tx, task)
+    };
+    let wait = |a: String| async move {
+        for _ in 0..200 {
+            if TcpStream::connect(&a).await.is_ok() { return; }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("broker did not start");
+    };
+    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
+    wait(addr.clone()).await;
+    let mut c = Conn::open(&addr).await;
+    create_topic(&mut c, "keep", 1).await;
+    produce(&mut c, "keep", 0, batch(&[("a", "1"), ("b", "2")], Compression::Gzip, -1, 0)).await;
+    let md1 = c.send(12, &MetadataRequest::default().with_topics(None)).await;
+    drop(c);
+    tx.send(()).unwrap();
+    task.await.unwrap();
+
+    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
+    wait(addr.clone()).await;
+    let mut c = Conn::open(&addr).await;
+    let md2 = c.send(12, &MetadataRequest::default().with_topics(None)).await;
+    assert_eq!(md1.topics[0].topic_id, md2.topics[0].topic_id);
+    assert_ne!(md2.topics[0].topic_id, uuid::Uuid::nil());
+    let (_, hw, data) = fetch(&mut c, "keep", 0, 0, 0).await;
+    assert_eq!(hw, 2);
+    assert_eq!(values(data).len(), 2);
+    // ListOffsets: earliest, latest, by timestamp (record-level: second record).
+    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
+        list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("keep")))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2),
+            ]),
+    ]);
+    let r = c.send(7, &req).await;
+    assert_eq!(r.topics[0].partitions[0].offset, 0);
+    let mut req2 = req.clone();
+    req2.topics[0].partitions[0].timestamp = -1;
+    assert_eq!(c.send(7, &req2).await.topics[0].partitions[0].offset, 2);
+    let mut req3 = req.clone();
+    req3.topics[0].partitions[0].timestamp = 1_700_000_000_001;
+    let r3 = c.send(7, &req3).await;
+    assert_eq!(r3.topics[0].partitions[0].offset, 1);
+    assert_eq!(r3.topics[0].partitions[0].timestamp, 1_700_000_000_001);
+    tx.send(()).unwrap();
+    task.await.unwrap();
+}
