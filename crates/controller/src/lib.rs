@@ -1,11 +1,47 @@
-//! Sluice cluster metadata: brokers, topics, partitions and topic config overrides, plus the
-//! registry of Kafka config names, defaults and validators.
+//! Sluice cluster metadata: brokers, topics (with UUID ids), partitions (leader, leader epoch,
+//! replicas, ISR) and topic config overrides, plus the registry of Kafka config names,
+//! defaults and validators for topics and brokers.
 //!
-//! See [`config`] for the config registry.
+//! # Layers
+//!
+//! * [`config`]: the Kafka 4 topic config registry ([`topic_config_defs`]), the broker
+//!   settings Sluice understands ([`BrokerSettings`], [`broker_config_defs`]) and resolution of
+//!   a topic's effective config (topic override > static broker setting > Kafka default), both
+//!   for DescribeConfigs ([`resolve_topic_configs`]) and typed ([`effective_topic_config`]).
+//! * [`metadata`]: a pure, deterministic state machine. [`Metadata`] is the whole cluster
+//!   state; it only changes through [`Metadata::apply`] of a [`MetadataCommand`]
+//!   (`RegisterBroker`, `CreateTopic`, `DeleteTopic`, `CreatePartitions`,
+//!   `AlterTopicConfigs`). `apply` validates the command against the current state and either
+//!   applies it completely or changes nothing. The `plan_*` functions turn user requests
+//!   (CreateTopics, CreatePartitions, DeleteTopics, AlterConfigs, IncrementalAlterConfigs)
+//!   into commands or a [`ControllerError`] carrying the Kafka error code. Planning is where
+//!   non-deterministic choices are made (the random topic id, replica placement), so replaying
+//!   commands always yields the same state — the property a replicated log needs later.
+//! * [`store`]: single-node persistence. [`Controller`] owns the current metadata behind a
+//!   copy-on-write `Arc` and appends every committed command to a metadata log with fsync.
+//!
+//! # On-disk format
+//!
+//! Everything lives in `<data_dir>/__cluster_metadata/`:
+//!
+//! * `metadata.log`: one line per command, `CCCCCCCC {"offset":N,"cmd":{...}}\n`, where
+//!   `CCCCCCCC` is the CRC-32C of the JSON text in lowercase hex. Offsets start at 1 and
+//!   increase by one. On open, a last line that lacks its newline or fails its CRC/JSON check
+//!   is a torn write and is truncated away; a bad line followed by more data is corruption
+//!   and the store refuses to open (KAFKA_STORAGE_ERROR).
+//! * `snapshot.json`: one line in the same framing holding
+//!   `{"format":1,"last_offset":N,"metadata":{...}}`. It is written to `snapshot.json.tmp`,
+//!   fsynced, renamed over the old one and the directory fsynced; then the log is emptied.
+//!   Log entries with an offset at or below the snapshot's are skipped on replay (a crash
+//!   between the rename and the truncation leaves them behind). Compaction happens once the
+//!   log holds [`store::StoreOptions::snapshot_every`] entries (default 1000). A snapshot is
+//!   written when the store is created, so the cluster id is recorded from the start and a
+//!   store of another cluster is refused.
 
 pub mod config;
 mod error;
 pub mod metadata;
+pub mod store;
 
 pub use config::{
     broker_config_defs, effective_topic_config, resolve_broker_configs, resolve_topic_configs,
@@ -19,3 +55,4 @@ pub use metadata::{
     plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, Metadata,
     MetadataCommand, PartitionInfo, TopicInfo,
 };
+pub use store::{Controller, StoreOptions};
