@@ -147,7 +147,8 @@ fn batch(records: &[(&str, &str)], compression: Compression, pid: i64, seq: i32)
             producer_epoch: if pid >= 0 { 0 } else { -1 },
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: if pid >= 0 { seq + i as i32 } else { -1 },
+            // The encoder starts a new batch when offset - sequence changes, so keep it constant.
+            sequence: seq + i as i32,
             timestamp: now + i as i64,
             key: Some(Bytes::copy_from_slice(k.as_bytes())),
             value: Some(Bytes::copy_from_slice(v.as_bytes())),
@@ -257,7 +258,7 @@ async fn bad_frames_close_only_that_connection() {
     let cases: Vec<Vec<u8>> = vec![
         (-5i32).to_be_bytes().to_vec(),                          // negative length
         0i32.to_be_bytes().to_vec(),                             // zero length
-        (200 << 20i32).to_be_bytes().to_vec(),                   // over socket.request.max.bytes
+        (200i32 << 20).to_be_bytes().to_vec(),                   // over socket.request.max.bytes
         [&8i32.to_be_bytes()[..], &[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]].concat(), // unknown api key
         [&8i32.to_be_bytes()[..], &[0, 3, 0x7f, 0, 0, 0, 0, 1]].concat(), // Metadata v32512
         [&10i32.to_be_bytes()[..], &[0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff]].concat(), // garbage body
@@ -423,3 +424,4 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
     tx.send(()).unwrap();
     task.await.unwrap();
 }
+
