@@ -23,7 +23,7 @@ pub const LONG_MAX: i64 = i64::MAX;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
     /// The config name is not known.
-    #[error("Unknown config name: {0}")]
+    #[error("Unknown topic config name: {0}")]
     Unknown(String),
     /// The value does not parse or is out of the valid range.
     #[error("Invalid value {value} for configuration {name}: {reason}")]
@@ -133,7 +133,7 @@ pub enum Validator {
     RatioBetween(f64, f64),
     /// One of the given strings (case-sensitive).
     OneOf(&'static [&'static str]),
-    /// Non-empty list whose items are all in the given set.
+    /// List whose items are all in the given set (an empty list is accepted, as in Kafka 4.1).
     ListOf(&'static [&'static str]),
     /// `*` or a list of `partition:broker` pairs.
     ThrottledReplicas,
@@ -450,28 +450,28 @@ fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
         (Validator::Any, _) => Ok(()),
         (Validator::AtLeast(min), Parsed::Int(v)) => {
             if *v < min {
-                fail(format!("value must be at least {min}"))
+                fail(format!("Value must be at least {min}"))
             } else {
                 Ok(())
             }
         }
         (Validator::Between(lo, hi), Parsed::Int(v)) => {
             if *v < lo || *v > hi {
-                fail(format!("value must be in [{lo}, {hi}]"))
+                fail(format!("Value must be in [{lo}, {hi}]"))
             } else {
                 Ok(())
             }
         }
         (Validator::BetweenOr(lo, hi, or), Parsed::Int(v)) => {
             if (*v < lo || *v > hi) && *v != or {
-                fail(format!("value must be in [{lo}, {hi}] or {or}"))
+                fail(format!("Value must be in [{lo}, {hi}] or {or}"))
             } else {
                 Ok(())
             }
         }
         (Validator::RatioBetween(lo, hi), Parsed::Double(v)) => {
             if *v < lo || *v > hi {
-                fail(format!("value must be in [{lo}, {hi}]"))
+                fail(format!("Value must be in [{lo}, {hi}]"))
             } else {
                 Ok(())
             }
@@ -480,16 +480,13 @@ fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
             if allowed.contains(&s.as_str()) {
                 Ok(())
             } else {
-                fail(format!("must be one of {}", allowed.join(", ")))
+                fail(format!("String must be one of: {}", allowed.join(", ")))
             }
         }
         (Validator::ListOf(allowed), Parsed::List(items)) => {
-            if items.is_empty() {
-                return fail("list must not be empty".to_string());
-            }
             for item in items {
                 if !allowed.contains(&item.as_str()) {
-                    return fail(format!("'{item}' is not one of {}", allowed.join(", ")));
+                    return fail(format!("String must be one of: {}", allowed.join(", ")));
                 }
             }
             Ok(())
@@ -936,7 +933,7 @@ pub struct TopicConfig {
     pub compression_lz4_level: i32,
     /// `compression.zstd.level`.
     pub compression_zstd_level: i32,
-    /// `cleanup.policy` as written (e.g. `delete`, `compact,delete`).
+    /// `cleanup.policy` as written (e.g. `delete`, `compact,delete`; empty = neither).
     pub cleanup_policy: String,
     /// Whether `cleanup.policy` contains `delete`.
     pub cleanup_delete: bool,
@@ -1125,7 +1122,7 @@ mod tests {
         assert!(validate_topic_config("cleanup.policy", "compact,delete").is_ok());
         assert!(validate_topic_config("cleanup.policy", " delete , compact ").is_ok());
         assert!(validate_topic_config("cleanup.policy", "remove").is_err());
-        assert!(validate_topic_config("cleanup.policy", "").is_err());
+        assert!(validate_topic_config("cleanup.policy", "").is_ok()); // Kafka 4.1 accepts it
         assert_eq!(
             validate_topic_config("no.such.config", "1"),
             Err(ConfigError::Unknown("no.such.config".into()))
