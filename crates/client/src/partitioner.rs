@@ -116,6 +116,13 @@ mod tests {
         assert_eq!(murmur2(b"123"), -267702483);
         assert_eq!(murmur2(b"1234"), -1614185708);
         assert_eq!(murmur2(b"12345"), -1188365604);
+        // Checked against org.apache.kafka.common.utils.Utils.murmur2 (kafka-clients 4.1.0).
+        assert_eq!(murmur2(b"a"), -1563381124);
+        assert_eq!(murmur2(b"d"), 284602193);
+        assert_eq!(murmur2(b"hello"), 2132663229);
+        assert_eq!(murmur2(b"key-12345"), -952703915);
+        assert_eq!(partition_for_key(b"c", 4), 2);
+        assert_eq!(partition_for_key(b"key-12345", 4), 1);
     }
 
     #[test]
