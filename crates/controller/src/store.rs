@@ -601,6 +601,71 @@ mod tests {
         assert_eq!(c.last_offset(), 21);
     }
 
+    /// Random mix of planned commands: the store (with frequent snapshots and reopens) must
+    /// always agree with a plain in-memory state machine fed the same commands.
+    #[test]
+    fn replay_matches_in_memory_state_machine() {
+        use crate::metadata::{plan_alter_configs, plan_create_partitions, plan_delete_topic};
+        let tmp = tempfile::tempdir().unwrap();
+        let opts = StoreOptions { snapshot_every: 4 };
+        let mut c = Controller::open_with_options(tmp.path(), "clu", 1, opts.clone()).unwrap();
+        let mut mirror = Metadata::new("clu", 1);
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move |n: u64| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (seed >> 33) % n
+        };
+        let mut applied = 0;
+        for step in 0..200 {
+            let md = c.metadata();
+            let name = format!("t{}", next(8));
+            let cmd = match next(5) {
+                0 => Ok(MetadataCommand::RegisterBroker(BrokerInfo {
+                    node_id: next(3) as i32,
+                    host: "127.0.0.1".into(),
+                    port: 9000 + next(3) as i32,
+                    rack: None,
+                })),
+                1 => plan_create_topic(
+                    &md,
+                    &name,
+                    1 + next(3) as i32,
+                    1,
+                    &BTreeMap::new(),
+                    &BrokerSettings::default(),
+                ),
+                2 => plan_delete_topic(&md, &name),
+                3 => plan_create_partitions(&md, &name, 1 + next(6) as i32),
+                _ => plan_alter_configs(
+                    &md,
+                    &name,
+                    &[(
+                        "retention.ms".to_string(),
+                        (next(2) == 0).then(|| next(100_000).to_string()),
+                    )]
+                    .into(),
+                ),
+            };
+            let Ok(cmd) = cmd else { continue };
+            let mut expect = mirror.clone();
+            let r_mem = expect.apply(&cmd);
+            let r_store = c.commit(cmd);
+            assert_eq!(r_mem.is_ok(), r_store.is_ok(), "step {step}");
+            if r_mem.is_ok() {
+                mirror = expect;
+                applied += 1;
+            }
+            if step % 37 == 0 {
+                drop(c);
+                c = Controller::open_with_options(tmp.path(), "clu", 1, opts.clone()).unwrap();
+            }
+            assert_eq!(*c.metadata(), mirror, "step {step}");
+        }
+        assert!(applied > 50, "only {applied} commands applied");
+    }
+
     #[test]
     fn frame_unframe() {
         let f = frame(b"{\"a\":1}");
