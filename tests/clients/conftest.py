@@ -88,7 +88,9 @@ class Broker:
 
     def start(self) -> None:
         if self.external:
-            if self.ref_dir:
+            if self.ref_dir and subprocess.run(
+                [str(REPO_ROOT / "scripts" / "kafka-reference"), "status", self.ref_dir]
+            ).returncode != 0:
                 self._reference("start", str(self.port), self.ref_dir)
                 wait_port(self.port, 60)
             return

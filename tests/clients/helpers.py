@@ -13,8 +13,11 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # Generous, bounded waits.
 CONSUME_TIMEOUT_S = 30.0
@@ -274,7 +277,7 @@ def kp_produce(bootstrap: str, topic: str, records, **conf) -> list:
     """Produce (key, value[, headers[, partition]]) with kafka-python; returns RecordMetadata list."""
     from kafka import KafkaProducer
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **conf)
+    p = KafkaProducer(bootstrap_servers=bootstrap, **{"linger_ms": 5, **conf})
     try:
         futs = []
         for rec in records:
@@ -297,7 +300,7 @@ def run_async(coro, timeout: float = 90.0):
 async def aio_produce(bootstrap: str, topic: str, records, **conf) -> list:
     from aiokafka import AIOKafkaProducer
 
-    p = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, **conf)
+    p = AIOKafkaProducer(bootstrap_servers=bootstrap, **{"linger_ms": 5, **conf})
     await p.start()
     try:
         futs = []
