@@ -391,12 +391,11 @@ pub(crate) mod test_util {
         }
     }
 
+    /// A test record: (timestamp, key, value).
+    pub type Rec<'a> = (i64, Option<&'a [u8]>, Option<&'a [u8]>);
+
     /// Minimal hand-written uncompressed batch builder: `records` are (timestamp, key, value).
-    pub fn hand_batch(
-        base_offset: i64,
-        producer: (i64, i16, i32),
-        records: &[(i64, Option<&[u8]>, Option<&[u8]>)],
-    ) -> Vec<u8> {
+    pub fn hand_batch(base_offset: i64, producer: (i64, i16, i32), records: &[Rec<'_>]) -> Vec<u8> {
         let base_ts = records.first().map(|r| r.0).unwrap_or(0);
         let max_ts = records.iter().map(|r| r.0).max().unwrap_or(-1);
         let mut body = Vec::new();
@@ -445,7 +444,7 @@ pub(crate) mod test_util {
     /// Simple uncompressed, non-idempotent batch with `n` records of `value_len` bytes.
     pub fn simple(n: usize, ts: i64, value_len: usize) -> Vec<u8> {
         let val = vec![b'v'; value_len];
-        let recs: Vec<(i64, Option<&[u8]>, Option<&[u8]>)> = (0..n)
+        let recs: Vec<Rec<'_>> = (0..n)
             .map(|i| (ts + i as i64, None, Some(val.as_slice())))
             .collect();
         hand_batch(0, (-1, -1, -1), &recs)
@@ -453,7 +452,7 @@ pub(crate) mod test_util {
 
     /// Idempotent batch with `n` records.
     pub fn idem(pid: i64, epoch: i16, seq: i32, n: usize) -> Vec<u8> {
-        let recs: Vec<(i64, Option<&[u8]>, Option<&[u8]>)> = (0..n)
+        let recs: Vec<Rec<'_>> = (0..n)
             .map(|i| (1000 + i as i64, None, Some(&b"x"[..])))
             .collect();
         hand_batch(0, (pid, epoch, seq), &recs)

@@ -439,7 +439,12 @@ impl Log {
         let mut expected = i64::MIN;
         let mut cut_rest = false;
         let now = now_ms();
-        for &base in &bases {
+        for (i, &base) in bases.iter().enumerate() {
+            // After a clean shutdown only batches beyond the recovery point are validated;
+            // otherwise (like Kafka) every batch of the segment containing the recovery point
+            // and of all later segments is.
+            let next_base = bases.get(i + 1).copied();
+            let validate_all = !clean && next_base.is_none_or(|nb| nb > recovery_point);
             if cut_rest {
                 warn!(dir = %self.dir.display(), base, "deleting segment after torn tail");
                 self.remove_segment_files(base)?;
@@ -453,7 +458,7 @@ impl Log {
             let mut sc = Scanner::new(&*file, 0, len);
             loop {
                 let item = sc
-                    .next(|h| h.last_offset() >= recovery_point)
+                    .next(|h| validate_all || h.last_offset() >= recovery_point)
                     .map_err(|e| StorageError::io(&path, e))?;
                 let (pos, reason) = match item {
                     Item::End => break,

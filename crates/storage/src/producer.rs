@@ -50,11 +50,6 @@ impl ProducerStates {
         self.map.clear();
     }
 
-    #[cfg(test)]
-    pub(crate) fn get(&self, pid: i64) -> Option<&ProducerEntry> {
-        self.map.get(&pid)
-    }
-
     /// Checks batch `h` (to be written at `base_offset` if appended) against the state,
     /// staging the updated entry in `pending` (which overlays `self`).
     pub(crate) fn check(
