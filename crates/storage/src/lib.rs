@@ -16,9 +16,10 @@
 //! * `{base_offset:020}.index` — sparse offset index: 8-byte entries
 //!   `[relative_offset: u32][position: u32]`, where `relative_offset = batch.base_offset -
 //!   segment_base` and `position` is the byte position of that batch in the `.log` file.
-//!   An entry is added for the first batch that starts after at least `index_interval_bytes`
-//!   bytes were appended since the previous entry (position 0 needs no entry). Entries are
-//!   strictly increasing in both fields. At most `segment_index_bytes / 8` entries.
+//!   An entry is added for a batch when at least `index_interval_bytes` bytes of batches
+//!   precede it since the previous entry (so, unless the interval is 0, the batch at
+//!   position 0 has none; lookups default to position 0). Entries are strictly increasing in
+//!   both fields. At most `segment_index_bytes / 8` entries; the segment rolls when full.
 //! * `{base_offset:020}.timeindex` — sparse time index: 12-byte entries
 //!   `[timestamp: i64][relative_offset: u32]`, written together with an offset index entry.
 //!   Entry `(T, r)` means: every record with offset `< segment_base + r` has timestamp
@@ -44,18 +45,29 @@
 //! reads, no record decoding) to rebuild the in-memory indexes, the idempotent-producer state
 //! and the leader epoch cache:
 //!
-//! * Batches whose last offset is below the recovery point are trusted: only the header is
-//!   checked (magic, length, offsets increasing). Batches at or after the recovery point are
-//!   fully validated (length, magic, CRC-32C, offset deltas).
-//! * The first invalid or partial batch at or after the recovery point marks a torn tail:
-//!   the segment is truncated at that batch's position and every later segment is deleted.
-//! * An invalid or partial batch *before* the recovery point is data loss of flushed data:
-//!   open fails with [`StorageError::Corrupt`] and nothing is modified.
+//! * Offsets must be dense: each batch starts at the previous batch's last offset + 1, and
+//!   each segment's base offset equals the previous segment's end.
+//! * Which batches are fully validated (length, magic, CRC-32C, offset deltas): after a
+//!   clean shutdown only batches ending at or after the recovery point; otherwise, like
+//!   Kafka, every batch of the segment containing the recovery point and of all later
+//!   segments. Other (trusted) batches only get their header checked.
+//! * The first invalid or partial batch (or broken segment chain) at or after the recovery
+//!   point marks a torn tail: the segment is truncated at that batch's position and every
+//!   later segment is deleted.
+//! * An invalid or partial batch *before* the recovery point means flushed data was lost or
+//!   damaged: open fails with [`StorageError::Corrupt`] and nothing is cut.
+//! * Index files that do not match the rebuilt in-memory index (missing, short, stale) are
+//!   rewritten; matching ones are left alone.
 //! * The log start offset is the first segment's first batch offset (or the segment base if
 //!   empty), raised to `log-start-offset` if that is larger. An empty directory starts at 0.
 //! * The leader epoch cache is loaded from `leader-epoch-checkpoint` and extended with any
 //!   larger `partitionLeaderEpoch` found in the batches (so a missing file is rebuilt);
 //!   entries starting beyond the log end are dropped.
+//! * Durability: `flush` fsyncs the active segment, rolled-but-unsynced segments and their
+//!   index files, then (for explicit [`Log::flush`], [`Log::maybe_flush`] and
+//!   [`Log::close`]) atomically rewrites `recovery-point`. Flushes triggered by
+//!   `flush_messages`/`flush_ms` inside [`Log::append`] only fsync; the recovery point file
+//!   then lags, which only costs extra validation on the next open.
 //!
 //! # Concurrency
 //!

@@ -454,7 +454,23 @@ impl Log {
             let file = self.open_file(&path, false)?;
             let len = file.len().map_err(|e| StorageError::io(&path, e))?;
             let mut seg = Segment::new(base, file.clone(), path.clone());
-            let min_offset = expected.max(base);
+            if expected != i64::MIN && base != expected {
+                // A segment must continue exactly where the previous one ends; anything
+                // else means the previous segment lost its (unflushed) tail.
+                let reason =
+                    format!("segment base {base} does not continue previous end {expected}");
+                if expected < recovery_point {
+                    return Err(StorageError::Corrupt {
+                        file: path,
+                        position: 0,
+                        reason,
+                    });
+                }
+                warn!(file = %path.display(), %reason, "deleting segments after torn tail");
+                self.remove_segment_files(base)?;
+                cut_rest = true;
+                continue;
+            }
             let mut sc = Scanner::new(&*file, 0, len);
             loop {
                 let item = sc
@@ -463,13 +479,12 @@ impl Log {
                 let (pos, reason) = match item {
                     Item::End => break,
                     Item::Batch { pos, header } => {
-                        if header.base_offset < seg.next_offset.max(min_offset) {
+                        if header.base_offset != seg.next_offset {
                             (
                                 pos,
                                 format!(
-                                    "batch offset {} below expected {}",
-                                    header.base_offset,
-                                    seg.next_offset.max(min_offset)
+                                    "batch offset {} where {} was expected",
+                                    header.base_offset, seg.next_offset
                                 ),
                             )
                         } else {
@@ -488,8 +503,7 @@ impl Log {
                     }
                     Item::Bad { pos, reason } => (pos, reason),
                 };
-                let at = seg.next_offset.max(min_offset);
-                if at < recovery_point {
+                if seg.next_offset < recovery_point {
                     return Err(StorageError::Corrupt {
                         file: path,
                         position: pos,
@@ -502,11 +516,7 @@ impl Log {
                 cut_rest = true;
                 break;
             }
-            if seg.first_batch_offset.is_some() {
-                expected = seg.next_offset;
-            } else {
-                expected = expected.max(base);
-            }
+            expected = seg.next_offset;
             segments.push(seg);
         }
         // Orphan index files.
@@ -550,6 +560,13 @@ impl Log {
                 .sync_dir(&self.dir)
                 .map_err(|e| StorageError::io(&self.dir, e))?;
         }
+        // Rolled segments holding data beyond the recovery point may not be durable yet.
+        let unsynced: Vec<i64> = segments
+            .iter()
+            .take(segments.len().saturating_sub(1))
+            .filter(|s| s.next_offset > recovery_point)
+            .map(|s| s.base_offset)
+            .collect();
         let active_index = IndexFiles {
             base: active_base,
             index: self.open_file(&self.path(active_base, "index"), true)?,
@@ -572,6 +589,7 @@ impl Log {
             w.persisted_recovery_point = Some(log_end);
         }
         w.active_index = Some(active_index);
+        w.unsynced = unsynced;
         if epochs.dirty {
             self.write_file_atomic(EPOCH_CHECKPOINT_FILE, &epochs.serialize())?;
             epochs.dirty = false;
