@@ -249,16 +249,25 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<i32> {
     let linger = Duration::from_millis(args.linger_ms);
     let mut lines = spawn_stdin_reader();
     let mut line_no: u64 = 0;
+    // Ctrl-C stops reading but still sends what was already read.
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
     loop {
         let next = if producer.pending.is_empty() {
-            lines.recv().await
+            tokio::select! {
+                _ = &mut ctrl_c => break,
+                n = lines.recv() => n,
+            }
         } else {
-            match tokio::time::timeout(linger, lines.recv()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    producer.flush_all().await?;
-                    continue;
-                }
+            tokio::select! {
+                _ = &mut ctrl_c => break,
+                r = tokio::time::timeout(linger, lines.recv()) => match r {
+                    Ok(n) => n,
+                    Err(_) => {
+                        producer.flush_all().await?;
+                        continue;
+                    }
+                },
             }
         };
         let Some(line) = next else { break };
