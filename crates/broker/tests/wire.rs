@@ -425,3 +425,140 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
     task.await.unwrap();
 }
 
+
+async fn create_topic_with(c: &mut Conn, name: &str, configs: &[(&str, &str)]) -> CreateTopicsResponse {
+    let req = CreateTopicsRequest::default()
+        .with_topics(vec![create_topics_request::CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(name.into())))
+            .with_num_partitions(1)
+            .with_replication_factor(-1)
+            .with_configs(
+                configs
+                    .iter()
+                    .map(|(k, v)| {
+                        create_topics_request::CreatableTopicConfig::default()
+                            .with_name(StrBytes::from_string(k.to_string()))
+                            .with_value(Some(StrBytes::from_string(v.to_string())))
+                    })
+                    .collect(),
+            )])
+        .with_timeout_ms(5000);
+    c.send(7, &req).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_compression_and_log_append_time() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    let r = create_topic_with(&mut c, "gz", &[("compression.type", "gzip")]).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let r = create_topic_with(&mut c, "lat", &[("message.timestamp.type", "LogAppendTime")]).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let r = create_topic_with(&mut c, "bad", &[("no.such.config", "1")]).await;
+    assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG");
+    let r = create_topic_with(&mut c, "bad2", &[("segment.bytes", "10")]).await;
+    assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG");
+
+    // Uncompressed batch into a gzip topic is stored gzip-compressed, records intact.
+    produce(&mut c, "gz", 0, batch(&[("k", "v1"), ("k", "v2")], Compression::None, -1, 0)).await;
+    let (_, _, data) = fetch(&mut c, "gz", 0, 0, 0).await;
+    let hdr = sluice_storage::batch::BatchHeader::parse(&data).unwrap();
+    assert_eq!(hdr.compression(), 1);
+    assert_eq!(values(data), vec![(0, "v1".into()), (1, "v2".into())]);
+
+    // LogAppendTime topics stamp the broker's time and say so in the response.
+    let before = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("lat")))
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&[("k", "v")], Compression::None, -1, 0)))])]);
+    let resp = c.send(9, &req).await;
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0);
+    assert!(p.log_append_time_ms >= before, "{} < {before}", p.log_append_time_ms);
+    let (_, _, data) = fetch(&mut c, "lat", 0, 0, 0).await;
+    let mut d = data.clone();
+    let set = RecordBatchDecoder::decode(&mut d).unwrap();
+    assert_eq!(set.records[0].timestamp_type, TimestampType::LogAppend);
+    // Consumers read a LogAppendTime batch's record timestamps from the header's max timestamp.
+    let hdr = sluice_storage::batch::BatchHeader::parse(&data).unwrap();
+    assert_eq!(hdr.max_timestamp, p.log_append_time_ms);
+    sluice_storage::batch::validate(&data).expect("CRC recomputed after stamping");
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_ids_in_newest_produce_and_fetch() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    let r = create_topic_with(&mut c, "ids", &[]).await;
+    let id = r.topics[0].topic_id;
+    assert_ne!(id, uuid::Uuid::nil());
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_topic_id(id)
+            .with_partition_data(vec![produce_request::PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(batch(&[("k", "by-id")], Compression::Lz4, -1, 0)))])]);
+    let resp = c.send(13, &req).await;
+    assert_eq!(resp.responses[0].topic_id, id);
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
+    // Unknown id.
+    let mut bad = req.clone();
+    bad.topic_data[0].topic_id = uuid::Uuid::new_v4();
+    let resp = c.send(13, &bad).await;
+    assert_eq!(resp.responses[0].partition_responses[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+
+    let freq = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic_id(id)
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1 << 20)])]);
+    let resp = c.send(16, &freq).await;
+    assert_eq!(resp.responses[0].topic_id, id);
+    let p = &resp.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert_eq!(values(p.records.clone().unwrap()), vec![(0, "by-id".into())]);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kip74_first_batch_larger_than_max_bytes() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    create_topic(&mut c, "big", 1).await;
+    let v = "y".repeat(50_000);
+    produce(&mut c, "big", 0, batch(&[("k", &v)], Compression::None, -1, 0)).await;
+    produce(&mut c, "big", 0, batch(&[("k", "small")], Compression::None, -1, 0)).await;
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(1000)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("big")))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(1000)])]);
+    let resp = c.send(12, &req).await;
+    let vals = values(resp.responses[0].partitions[0].records.clone().unwrap());
+    assert_eq!(vals.len(), 1, "only the first (oversized) batch");
+    assert_eq!(vals[0].1.len(), 50_000);
+    b.stop().await;
+}
