@@ -62,6 +62,32 @@ pub fn decode_response<R: Request>(
     Ok(resp)
 }
 
+/// Decodes an ApiVersions response body. A broker that does not support the requested version
+/// answers UNSUPPORTED_VERSION with a v0 body, so a body that fails to decode (or reports that
+/// error) at `version` is decoded again as v0.
+pub fn decode_api_versions(
+    mut body: Bytes,
+    version: i16,
+    expected_correlation_id: i32,
+) -> std::result::Result<ApiVersionsResponse, String> {
+    let header = ResponseHeader::decode(&mut body, 0)
+        .map_err(|e| format!("decoding response header: {e}"))?;
+    if header.correlation_id != expected_correlation_id {
+        return Err(format!(
+            "correlation id mismatch: sent {expected_correlation_id}, got {}",
+            header.correlation_id
+        ));
+    }
+    let first = ApiVersionsResponse::decode(&mut body.clone(), version);
+    match first {
+        Ok(resp) if resp.error_code != 35 || version == 0 => Ok(resp),
+        other => match ApiVersionsResponse::decode(&mut body, 0) {
+            Ok(v0) => Ok(v0),
+            Err(e) => other.map_err(|_| format!("decoding ApiVersions response: {e}")),
+        },
+    }
+}
+
 /// A readable API name for a key ("Metadata").
 pub fn api_name(key: i16) -> String {
     match ApiKey::try_from(key) {
@@ -143,7 +169,16 @@ impl Connection {
         // A broker that does not support our ApiVersions version answers with
         // UNSUPPORTED_VERSION and its own range (in a v0 body); retry once with that.
         for _ in 0..2 {
-            let resp: ApiVersionsResponse = self.send_versioned(&req, version).await?;
+            let id = self.write_request(&req, version).await?;
+            let body = self
+                .read_frame_body(ApiVersionsRequest::KEY, self.request_timeout)
+                .await?;
+            let resp = decode_api_versions(body, version, id).map_err(|message| {
+                ClientError::Protocol {
+                    addr: self.addr.clone(),
+                    message,
+                }
+            })?;
             if resp.error_code == 35 {
                 let theirs = resp
                     .api_keys
@@ -267,28 +302,28 @@ impl Connection {
         correlation_id: i32,
         limit: Duration,
     ) -> Result<R::Response> {
-        let body = match tokio::time::timeout(limit, read_frame(&mut self.stream)).await {
-            Err(_) => return Err(self.timeout(format!("{} response", api_name(R::KEY)), limit)),
-            Ok(Err(FrameError::Io(source))) => {
-                return Err(ClientError::Io {
-                    addr: self.addr.clone(),
-                    source,
-                })
-            }
-            Ok(Err(FrameError::TooLarge(n))) => {
-                return Err(ClientError::Protocol {
-                    addr: self.addr.clone(),
-                    message: format!("response frame of {n} bytes is too large or negative"),
-                })
-            }
-            Ok(Ok(body)) => body,
-        };
+        let body = self.read_frame_body(R::KEY, limit).await?;
         decode_response::<R>(body, version, correlation_id).map_err(|message| {
             ClientError::Protocol {
                 addr: self.addr.clone(),
                 message,
             }
         })
+    }
+
+    async fn read_frame_body(&mut self, key: i16, limit: Duration) -> Result<Bytes> {
+        match tokio::time::timeout(limit, read_frame(&mut self.stream)).await {
+            Err(_) => Err(self.timeout(format!("{} response", api_name(key)), limit)),
+            Ok(Err(FrameError::Io(source))) => Err(ClientError::Io {
+                addr: self.addr.clone(),
+                source,
+            }),
+            Ok(Err(FrameError::TooLarge(n))) => Err(ClientError::Protocol {
+                addr: self.addr.clone(),
+                message: format!("response frame of {n} bytes is too large or negative"),
+            }),
+            Ok(Ok(body)) => Ok(body),
+        }
     }
 
     fn timeout(&self, what: String, limit: Duration) -> ClientError {
@@ -383,6 +418,39 @@ mod tests {
         assert_eq!(ok.throttle_time_ms, 7);
         let err = decode_response::<MetadataRequest>(bytes, 12, 10).unwrap_err();
         assert!(err.contains("correlation id mismatch"), "{err}");
+    }
+
+    #[test]
+    fn api_versions_falls_back_to_v0_body() {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        let mut resp = ApiVersionsResponse::default();
+        resp.error_code = 35;
+        let mut av = ApiVersion::default();
+        av.api_key = 18;
+        av.min_version = 0;
+        av.max_version = 2;
+        resp.api_keys = vec![av];
+        let mut buf = BytesMut::new();
+        let mut header = ResponseHeader::default();
+        header.correlation_id = 1;
+        header.encode(&mut buf, 0).unwrap();
+        resp.encode(&mut buf, 0).unwrap();
+        let decoded = decode_api_versions(buf.freeze(), 4, 1).unwrap();
+        assert_eq!(decoded.error_code, 35);
+        assert_eq!(decoded.api_keys.len(), 1);
+        assert_eq!(decoded.api_keys[0].max_version, 2);
+
+        // A normal v3 answer decodes as v3.
+        let mut resp = ApiVersionsResponse::default();
+        resp.api_keys = vec![ApiVersion::default().with_api_key(3).with_max_version(12)];
+        resp.finalized_features_epoch = 7;
+        let mut buf = BytesMut::new();
+        header.encode(&mut buf, 0).unwrap();
+        resp.encode(&mut buf, 3).unwrap();
+        let decoded = decode_api_versions(buf.freeze(), 3, 1).unwrap();
+        assert_eq!(decoded.error_code, 0);
+        assert_eq!(decoded.api_keys[0].max_version, 12);
+        assert_eq!(decoded.finalized_features_epoch, 7);
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub use client::{
     ConfigSource, CreatedTopic, FetchOptions, FetchPosition, FetchedPartition, NewTopic,
     OffsetSpec, PartitionInfo, ProduceOutcome, TopicInfo, TopicResults,
 };
-pub use conn::{api_name, decode_response, encode_request, negotiate, Connection, MAX_FRAME_BYTES};
+pub use conn::{
+    api_name, decode_api_versions, decode_response, encode_request, negotiate, Connection,
+    MAX_FRAME_BYTES,
+};
 pub use error::{ClientError, KafkaCode, Result};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use records::{

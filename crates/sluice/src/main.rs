@@ -37,3 +37,62 @@ fn main() -> anyhow::Result<()> {
         Command::Consume(args) => cli::run(cli::Tool::Consume(args)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn console_tools_parse() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "topics",
+            "--bootstrap-server",
+            "127.0.0.1:1",
+            "create",
+            "t",
+            "--partitions",
+            "3",
+            "--config",
+            "retention.ms=1",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Topics(_)));
+        // Shared options may also follow the subcommand.
+        let cli = Cli::try_parse_from(["sluice", "topics", "list", "--output", "json"]).unwrap();
+        assert!(matches!(cli.command, Command::Topics(_)));
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "consume",
+            "t",
+            "--from-beginning",
+            "--max-messages",
+            "5",
+        ])
+        .unwrap();
+        assert!(matches!(cli.command, Command::Consume(_)));
+        assert!(Cli::try_parse_from([
+            "sluice",
+            "consume",
+            "t",
+            "--from-beginning",
+            "--offset",
+            "3"
+        ])
+        .is_err());
+        assert!(Cli::try_parse_from(["sluice", "produce", "t", "--acks", "2"]).is_err());
+        assert!(
+            Cli::try_parse_from(["sluice", "produce", "t", "--compression", "brotli"]).is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["sluice", "topics", "create", "t", "--config", "novalue"])
+                .is_err()
+        );
+    }
+}

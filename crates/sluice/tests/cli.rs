@@ -623,6 +623,26 @@ fn producing_to_a_missing_topic_fails_clearly() {
 }
 
 #[test]
+fn acks_modes_all_deliver() {
+    let b = Broker::start();
+    let topic = unique("acks");
+    b.create_topic(&topic, 1);
+    for acks in ["0", "1", "all"] {
+        b.ok(
+            &["produce", &topic, "--acks", acks],
+            Some(format!("acks={acks}\n").as_bytes()),
+        );
+    }
+    let mut values: Vec<String> = b
+        .consume_json(&topic, 3)
+        .iter()
+        .map(|r| r["value"].as_str().expect("value").to_owned())
+        .collect();
+    values.sort();
+    assert_eq!(values, vec!["acks=0", "acks=1", "acks=all"]);
+}
+
+#[test]
 fn consumer_exits_cleanly_when_stdout_closes() {
     let b = Broker::start();
     let topic = unique("pipe");
