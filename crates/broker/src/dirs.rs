@@ -44,8 +44,6 @@ pub fn lock_data_dir(dir: &Path) -> Result<DirLock, BrokerError> {
 pub struct MetaProperties {
     /// Cluster id (22 characters, URL-safe base64 of a random UUID, like Kafka's).
     pub cluster_id: String,
-    /// The node id this dir belongs to.
-    pub node_id: i32,
 }
 
 /// Reads `meta.properties`, or formats the dir by writing a new one with a fresh cluster id.
@@ -83,10 +81,7 @@ pub fn load_or_format(dir: &Path, node_id: i32) -> Result<MetaProperties, Broker
                     )));
                 }
             }
-            Ok(MetaProperties {
-                cluster_id,
-                node_id,
-            })
+            Ok(MetaProperties { cluster_id })
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let cluster_id = new_cluster_id();
@@ -94,10 +89,7 @@ pub fn load_or_format(dir: &Path, node_id: i32) -> Result<MetaProperties, Broker
                 "#Written by sluice on first start\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
             );
             write_atomically(&path, text.as_bytes())?;
-            Ok(MetaProperties {
-                cluster_id,
-                node_id,
-            })
+            Ok(MetaProperties { cluster_id })
         }
         Err(e) => Err(io_err(&path)(e)),
     }

@@ -33,53 +33,111 @@ impl Metrics {
         let mut out = String::new();
         let _ = writeln!(out, "# HELP sluice_connections Open client connections.");
         let _ = writeln!(out, "# TYPE sluice_connections gauge");
-        let _ = writeln!(out, "sluice_connections {}", self.connections.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP sluice_connections_accepted_total Client connections accepted.");
+        let _ = writeln!(
+            out,
+            "sluice_connections {}",
+            self.connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sluice_connections_accepted_total Client connections accepted."
+        );
         let _ = writeln!(out, "# TYPE sluice_connections_accepted_total counter");
         let _ = writeln!(
             out,
             "sluice_connections_accepted_total {}",
             self.connections_total.load(Ordering::Relaxed)
         );
-        let _ = writeln!(out, "# HELP sluice_bytes_in_total Record batch bytes appended.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_bytes_in_total Record batch bytes appended."
+        );
         let _ = writeln!(out, "# TYPE sluice_bytes_in_total counter");
-        let _ = writeln!(out, "sluice_bytes_in_total {}", self.bytes_in.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# HELP sluice_bytes_out_total Record batch bytes served by fetch.");
+        let _ = writeln!(
+            out,
+            "sluice_bytes_in_total {}",
+            self.bytes_in.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP sluice_bytes_out_total Record batch bytes served by fetch."
+        );
         let _ = writeln!(out, "# TYPE sluice_bytes_out_total counter");
-        let _ = writeln!(out, "sluice_bytes_out_total {}", self.bytes_out.load(Ordering::Relaxed));
-        let reqs = self.requests.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let _ = writeln!(out, "# HELP sluice_requests_total Requests handled, by API.");
+        let _ = writeln!(
+            out,
+            "sluice_bytes_out_total {}",
+            self.bytes_out.load(Ordering::Relaxed)
+        );
+        let reqs = self
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let _ = writeln!(
+            out,
+            "# HELP sluice_requests_total Requests handled, by API."
+        );
         let _ = writeln!(out, "# TYPE sluice_requests_total counter");
         for (api, (n, _)) in &reqs {
             let _ = writeln!(out, "sluice_requests_total{{api=\"{api}\"}} {n}");
         }
-        let _ = writeln!(out, "# HELP sluice_request_seconds_total Time spent handling requests, by API.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_request_seconds_total Time spent handling requests, by API."
+        );
         let _ = writeln!(out, "# TYPE sluice_request_seconds_total counter");
         for (api, (_, s)) in &reqs {
             let _ = writeln!(out, "sluice_request_seconds_total{{api=\"{api}\"}} {s}");
         }
-        let _ = writeln!(out, "# HELP sluice_partitions Partitions hosted by this broker.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_partitions Partitions hosted by this broker."
+        );
         let _ = writeln!(out, "# TYPE sluice_partitions gauge");
         let _ = writeln!(out, "sluice_partitions {}", partitions.len());
-        let _ = writeln!(out, "# HELP sluice_log_end_offset Next offset of each partition.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_log_end_offset Next offset of each partition."
+        );
         let _ = writeln!(out, "# TYPE sluice_log_end_offset gauge");
         for (t, p, _, end, _, _) in partitions {
-            let _ = writeln!(out, "sluice_log_end_offset{{topic=\"{t}\",partition=\"{p}\"}} {end}");
+            let _ = writeln!(
+                out,
+                "sluice_log_end_offset{{topic=\"{t}\",partition=\"{p}\"}} {end}"
+            );
         }
-        let _ = writeln!(out, "# HELP sluice_log_start_offset First offset of each partition.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_log_start_offset First offset of each partition."
+        );
         let _ = writeln!(out, "# TYPE sluice_log_start_offset gauge");
         for (t, p, start, _, _, _) in partitions {
-            let _ = writeln!(out, "sluice_log_start_offset{{topic=\"{t}\",partition=\"{p}\"}} {start}");
+            let _ = writeln!(
+                out,
+                "sluice_log_start_offset{{topic=\"{t}\",partition=\"{p}\"}} {start}"
+            );
         }
-        let _ = writeln!(out, "# HELP sluice_log_size_bytes Bytes on disk of each partition log.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_log_size_bytes Bytes on disk of each partition log."
+        );
         let _ = writeln!(out, "# TYPE sluice_log_size_bytes gauge");
         for (t, p, _, _, size, _) in partitions {
-            let _ = writeln!(out, "sluice_log_size_bytes{{topic=\"{t}\",partition=\"{p}\"}} {size}");
+            let _ = writeln!(
+                out,
+                "sluice_log_size_bytes{{topic=\"{t}\",partition=\"{p}\"}} {size}"
+            );
         }
-        let _ = writeln!(out, "# HELP sluice_log_segments Segment count of each partition log.");
+        let _ = writeln!(
+            out,
+            "# HELP sluice_log_segments Segment count of each partition log."
+        );
         let _ = writeln!(out, "# TYPE sluice_log_segments gauge");
         for (t, p, _, _, _, segs) in partitions {
-            let _ = writeln!(out, "sluice_log_segments{{topic=\"{t}\",partition=\"{p}\"}} {segs}");
+            let _ = writeln!(
+                out,
+                "sluice_log_segments{{topic=\"{t}\",partition=\"{p}\"}} {segs}"
+            );
         }
         out
     }

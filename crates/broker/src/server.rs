@@ -5,7 +5,9 @@
 //! ordering guarantee for a producer with several in-flight requests depends on it); the writer
 //! overlaps socket writes with handling the next request.
 
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,7 +50,10 @@ pub async fn run(
 ) -> Result<(), BrokerError> {
     let started = Instant::now();
     let (listen_host, listen_port) = split_host_port(&config.listen)?;
-    let advertised = config.advertised.clone().unwrap_or_else(|| config.listen.clone());
+    let advertised = config
+        .advertised
+        .clone()
+        .unwrap_or_else(|| config.listen.clone());
     let (mut adv_host, adv_port) = split_host_port(&advertised)?;
     if adv_host == "0.0.0.0" || adv_host == "::" {
         adv_host = "127.0.0.1".to_string();
@@ -57,7 +62,8 @@ pub async fn run(
     let meta = load_or_format(&config.data_dir, config.node_id)?;
     let data_dir = config.data_dir.clone();
     // Recovery runs before the listener binds.
-    let broker = tokio::task::block_in_place(|| Broker::open(config, meta, lock, adv_host, adv_port))?;
+    let broker =
+        tokio::task::block_in_place(|| Broker::open(config, meta, lock, adv_host, adv_port))?;
     let broker = Arc::new(broker);
 
     let listen_addr = format!("{listen_host}:{listen_port}");
@@ -84,7 +90,10 @@ pub async fn run(
             })?;
         let app = crate::http::router(broker.clone());
         let mut rx = stop_rx.clone();
-        tracing::info!("http (health, metrics) on {}", l.local_addr().map(|a| a.to_string()).unwrap_or(http));
+        tracing::info!(
+            "http (health, metrics) on {}",
+            l.local_addr().map(|a| a.to_string()).unwrap_or(http)
+        );
         http_task = Some(tokio::spawn(async move {
             let _ = axum::serve(l, app)
                 .with_graceful_shutdown(async move {
@@ -102,6 +111,7 @@ pub async fn run(
         "listening on {local}"
     );
 
+    let limits = Arc::new(ConnLimits::new(&broker));
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -109,6 +119,11 @@ pub async fn run(
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, peer)) => {
+                    let Some(permit) = limits.admit(peer.ip()) else {
+                        tracing::info!(peer = %peer, "connection refused: max.connections or max.connections.per.ip reached");
+                        drop(stream);
+                        continue;
+                    };
                     let _ = stream.set_nodelay(true);
                     let b = broker.clone();
                     let rx = stop_rx.clone();
@@ -117,6 +132,7 @@ pub async fn run(
                         b.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
                         serve_connection(b.clone(), stream, peer.to_string(), rx).await;
                         b.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+                        drop(permit);
                     });
                 }
                 Err(e) => {
@@ -130,10 +146,8 @@ pub async fn run(
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
     let _ = stop_tx.send(true);
-    let drained = tokio::time::timeout(DRAIN, async {
-        while conns.join_next().await.is_some() {}
-    })
-    .await;
+    let drained =
+        tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {
         tracing::warn!("some connections did not finish within {DRAIN:?}; closing them");
         conns.abort_all();
@@ -144,6 +158,65 @@ pub async fn run(
     tokio::task::block_in_place(|| broker.close_all());
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Connection admission: `max.connections` overall and `max.connections.per.ip`.
+struct ConnLimits {
+    max_total: usize,
+    max_per_ip: usize,
+    state: std::sync::Mutex<(usize, HashMap<IpAddr, usize>)>,
+}
+
+/// Releases a connection's slot when dropped.
+struct ConnPermit {
+    limits: Arc<ConnLimits>,
+    ip: IpAddr,
+}
+
+impl ConnLimits {
+    fn new(broker: &Broker) -> ConnLimits {
+        let get = |k: &str| {
+            broker
+                .config
+                .settings
+                .get_i64(k)
+                .filter(|v| *v >= 0)
+                .map(|v| v as usize)
+                .unwrap_or(usize::MAX)
+        };
+        ConnLimits {
+            max_total: get("max.connections"),
+            max_per_ip: get("max.connections.per.ip"),
+            state: std::sync::Mutex::new((0, HashMap::new())),
+        }
+    }
+
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<ConnPermit> {
+        let mut g = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let per_ip = g.1.get(&ip).copied().unwrap_or(0);
+        if g.0 >= self.max_total || per_ip >= self.max_per_ip {
+            return None;
+        }
+        g.0 += 1;
+        g.1.insert(ip, per_ip + 1);
+        Some(ConnPermit {
+            limits: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for ConnPermit {
+    fn drop(&mut self) {
+        let mut g = self.limits.state.lock().unwrap_or_else(|p| p.into_inner());
+        g.0 = g.0.saturating_sub(1);
+        if let Some(n) = g.1.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                g.1.remove(&self.ip);
+            }
+        }
+    }
 }
 
 async fn serve_connection(
@@ -168,9 +241,25 @@ async fn serve_connection(
         let _ = wr.shutdown().await;
     });
     let max = broker.config.settings.socket_request_max_bytes().max(1) as usize;
+    let idle_ms = broker
+        .config
+        .settings
+        .get_i64("connections.max.idle.ms")
+        .unwrap_or(600_000);
+    let idle = if idle_ms > 0 {
+        Duration::from_millis(idle_ms as u64)
+    } else {
+        Duration::from_secs(365 * 24 * 3600)
+    };
     loop {
         let frame = tokio::select! {
-            f = read_frame(&mut rd, max) => f,
+            f = tokio::time::timeout(idle, read_frame(&mut rd, max)) => match f {
+                Ok(f) => f,
+                Err(_) => {
+                    tracing::debug!(peer = %peer, "closing idle connection (connections.max.idle.ms)");
+                    break;
+                }
+            },
             _ = stop.wait_for(|s| *s) => break,
         };
         let frame = match frame {
@@ -183,7 +272,10 @@ async fn serve_connection(
         };
         let request = match decode_request(frame) {
             Ok(r) => r,
-            Err(ProtocolError::UnsupportedApiVersions { correlation_id, version }) => {
+            Err(ProtocolError::UnsupportedApiVersions {
+                correlation_id,
+                version,
+            }) => {
                 tracing::debug!(peer = %peer, version, "ApiVersions version unsupported; answering per KIP-511");
                 let resp = sluice_protocol::unsupported_api_versions_response(correlation_id);
                 if tx.send(resp).await.is_err() {
@@ -239,7 +331,10 @@ mod tests {
 
     #[test]
     fn host_port() {
-        assert_eq!(split_host_port("127.0.0.1:9092").unwrap(), ("127.0.0.1".into(), 9092));
+        assert_eq!(
+            split_host_port("127.0.0.1:9092").unwrap(),
+            ("127.0.0.1".into(), 9092)
+        );
         assert_eq!(split_host_port("[::1]:9092").unwrap(), ("::1".into(), 9092));
         assert!(split_host_port("nope").is_err());
         assert!(split_host_port(":9092").is_err());

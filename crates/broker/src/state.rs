@@ -22,8 +22,6 @@ use crate::{BrokerConfig, BrokerError};
 pub struct PartitionHandle {
     /// Topic name.
     pub topic: String,
-    /// Topic id.
-    pub topic_id: Uuid,
     /// Partition index.
     pub index: i32,
     /// Leader epoch from metadata.
@@ -81,14 +79,20 @@ pub struct Broker {
 }
 
 fn log_config(tc: &TopicConfig) -> LogConfig {
-    let pos = |v: i64| if v > 0 && v < i64::MAX { Some(v as u64) } else { None };
+    let pos = |v: i64| {
+        if v > 0 && v < i64::MAX {
+            Some(v as u64)
+        } else {
+            None
+        }
+    };
     LogConfig {
         segment_bytes: tc.segment_bytes.max(1) as u64,
         segment_ms: pos(tc.segment_ms),
         index_interval_bytes: tc.index_interval_bytes.max(1) as u32,
         segment_index_bytes: tc.segment_index_bytes.max(8) as u32,
-        flush_messages: tc.flush_messages.and_then(|v| pos(v)),
-        flush_ms: tc.flush_ms.and_then(|v| pos(v)),
+        flush_messages: tc.flush_messages.and_then(pos),
+        flush_ms: tc.flush_ms.and_then(pos),
     }
 }
 
@@ -147,7 +151,8 @@ impl Broker {
             .map(|b| b.host == me.host && b.port == me.port)
             .unwrap_or(false);
         if !same {
-            self.controller.commit(MetadataCommand::RegisterBroker(me))?;
+            self.controller
+                .commit(MetadataCommand::RegisterBroker(me))?;
         }
         Ok(())
     }
@@ -180,7 +185,10 @@ impl Broker {
     /// Opens (creating if needed) the logs of every partition of `topic`. Failures mark the
     /// partition offline; other partitions keep working.
     pub fn open_topic(&self, topic: &TopicInfo) {
-        let tc = Arc::new(effective_topic_config(&topic.configs, &self.config.settings));
+        let tc = Arc::new(effective_topic_config(
+            &topic.configs,
+            &self.config.settings,
+        ));
         for p in &topic.partitions {
             let key = (topic.name.clone(), p.index);
             if self.read_partitions().contains_key(&key) {
@@ -191,7 +199,6 @@ impl Broker {
                 Ok(log) => {
                     let handle = Arc::new(PartitionHandle {
                         topic: topic.name.clone(),
-                        topic_id: topic.id,
                         index: p.index,
                         leader_epoch: p.leader_epoch,
                         log,
@@ -243,8 +250,15 @@ impl Broker {
 
     /// Re-reads the effective config of a topic's open partitions after a config change.
     pub fn refresh_topic_config(&self, topic: &TopicInfo) {
-        let tc = Arc::new(effective_topic_config(&topic.configs, &self.config.settings));
-        for h in self.read_partitions().values().filter(|h| h.topic == topic.name) {
+        let tc = Arc::new(effective_topic_config(
+            &topic.configs,
+            &self.config.settings,
+        ));
+        for h in self
+            .read_partitions()
+            .values()
+            .filter(|h| h.topic == topic.name)
+        {
             if let Ok(mut c) = h.config.write() {
                 *c = tc.clone();
             }

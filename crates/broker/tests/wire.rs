@@ -9,8 +9,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 use sluice_broker::{BrokerConfig, BrokerSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -185,15 +184,23 @@ async fn produce(c: &mut Conn, topic: &str, partition: i32, records: Bytes) -> (
         .with_timeout_ms(5000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records)),
+            ])]);
     let resp = c.send(9, &req).await;
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
 }
 
-async fn fetch(c: &mut Conn, topic: &str, partition: i32, offset: i64, max_wait: i32) -> (i16, i64, Bytes) {
+async fn fetch(
+    c: &mut Conn,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait: i32,
+) -> (i16, i64, Bytes) {
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(max_wait)
@@ -207,7 +214,11 @@ async fn fetch(c: &mut Conn, topic: &str, partition: i32, offset: i64, max_wait:
                 .with_partition_max_bytes(1 << 20)])]);
     let resp = c.send(12, &req).await;
     let p = &resp.responses[0].partitions[0];
-    (p.error_code, p.high_watermark, p.records.clone().unwrap_or_default())
+    (
+        p.error_code,
+        p.high_watermark,
+        p.records.clone().unwrap_or_default(),
+    )
 }
 
 fn values(mut data: Bytes) -> Vec<(i64, String)> {
@@ -215,7 +226,10 @@ fn values(mut data: Bytes) -> Vec<(i64, String)> {
     while data.has_remaining() {
         let set = RecordBatchDecoder::decode(&mut data).unwrap();
         for r in set.records {
-            out.push((r.offset, String::from_utf8(r.value.unwrap().to_vec()).unwrap()));
+            out.push((
+                r.offset,
+                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
+            ));
         }
     }
     out
@@ -242,7 +256,10 @@ async fn api_versions_and_kip511() {
     assert_eq!(f.get_i32(), 77);
     let body = ApiVersionsResponse::decode(&mut f, 0).unwrap();
     assert_eq!(body.error_code, 35);
-    assert!(body.api_keys.iter().any(|k| k.api_key == 18 && k.max_version >= 3));
+    assert!(body
+        .api_keys
+        .iter()
+        .any(|k| k.api_key == 18 && k.max_version >= 3));
     // ...and the connection stays usable.
     let again = c.send(0, &ApiVersionsRequest::default()).await;
     assert_eq!(again.error_code, 0);
@@ -256,17 +273,24 @@ async fn bad_frames_close_only_that_connection() {
     healthy.send(3, &ApiVersionsRequest::default()).await;
 
     let cases: Vec<Vec<u8>> = vec![
-        (-5i32).to_be_bytes().to_vec(),                          // negative length
-        0i32.to_be_bytes().to_vec(),                             // zero length
-        (200i32 << 20).to_be_bytes().to_vec(),                   // over socket.request.max.bytes
+        (-5i32).to_be_bytes().to_vec(),        // negative length
+        0i32.to_be_bytes().to_vec(),           // zero length
+        (200i32 << 20).to_be_bytes().to_vec(), // over socket.request.max.bytes
         [&8i32.to_be_bytes()[..], &[0x7f, 0x7f, 0, 0, 0, 0, 0, 1]].concat(), // unknown api key
         [&8i32.to_be_bytes()[..], &[0, 3, 0x7f, 0, 0, 0, 0, 1]].concat(), // Metadata v32512
-        [&10i32.to_be_bytes()[..], &[0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff]].concat(), // garbage body
+        [
+            &10i32.to_be_bytes()[..],
+            &[0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff],
+        ]
+        .concat(), // garbage body
     ];
     for bytes in cases {
         let mut c = Conn::open(&b.addr).await;
         c.s.write_all(&bytes).await.unwrap();
-        assert!(c.closed().await, "connection should be closed after {bytes:?}");
+        assert!(
+            c.closed().await,
+            "connection should be closed after {bytes:?}"
+        );
     }
     // The healthy connection still works.
     let resp = healthy.send(12, &MetadataRequest::default()).await;
@@ -279,13 +303,37 @@ async fn produce_fetch_roundtrip_and_errors() {
     let b = TestBroker::start(&[]).await;
     let mut c = Conn::open(&b.addr).await;
     assert_eq!(create_topic(&mut c, "orders", 2).await, 0);
-    assert_eq!(create_topic(&mut c, "orders", 2).await, 36, "TOPIC_ALREADY_EXISTS");
-    assert_eq!(create_topic(&mut c, "bad/name", 1).await, 17, "INVALID_TOPIC_EXCEPTION");
-    assert_eq!(create_topic(&mut c, "zero", 0).await, 37, "INVALID_PARTITIONS");
+    assert_eq!(
+        create_topic(&mut c, "orders", 2).await,
+        36,
+        "TOPIC_ALREADY_EXISTS"
+    );
+    assert_eq!(
+        create_topic(&mut c, "bad/name", 1).await,
+        17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+    assert_eq!(
+        create_topic(&mut c, "zero", 0).await,
+        37,
+        "INVALID_PARTITIONS"
+    );
 
-    let (err, base) = produce(&mut c, "orders", 1, batch(&[("k", "a"), ("k", "b")], Compression::None, -1, 0)).await;
+    let (err, base) = produce(
+        &mut c,
+        "orders",
+        1,
+        batch(&[("k", "a"), ("k", "b")], Compression::None, -1, 0),
+    )
+    .await;
     assert_eq!((err, base), (0, 0));
-    let (err, base) = produce(&mut c, "orders", 1, batch(&[("k", "c")], Compression::Zstd, -1, 0)).await;
+    let (err, base) = produce(
+        &mut c,
+        "orders",
+        1,
+        batch(&[("k", "c")], Compression::Zstd, -1, 0),
+    )
+    .await;
     assert_eq!((err, base), (0, 2));
     let (err, hw, data) = fetch(&mut c, "orders", 1, 0, 100).await;
     assert_eq!((err, hw), (0, 3));
@@ -300,7 +348,13 @@ async fn produce_fetch_roundtrip_and_errors() {
     let (err, _, _) = fetch(&mut c, "orders", 1, 99, 100).await;
     assert_eq!(err, 1);
     // Unknown partition.
-    let (err, _) = produce(&mut c, "orders", 7, batch(&[("k", "x")], Compression::None, -1, 0)).await;
+    let (err, _) = produce(
+        &mut c,
+        "orders",
+        7,
+        batch(&[("k", "x")], Compression::None, -1, 0),
+    )
+    .await;
     assert_eq!(err, 3);
     // Corrupt CRC.
     let mut bad = BytesMut::from(&batch(&[("k", "x")], Compression::None, -1, 0)[..]);
@@ -317,11 +371,23 @@ async fn message_too_large_and_idempotence() {
     let mut c = Conn::open(&b.addr).await;
     assert_eq!(create_topic(&mut c, "t", 1).await, 0);
     let big = "x".repeat(5000);
-    let (err, _) = produce(&mut c, "t", 0, batch(&[("k", &big)], Compression::None, -1, 0)).await;
+    let (err, _) = produce(
+        &mut c,
+        "t",
+        0,
+        batch(&[("k", &big)], Compression::None, -1, 0),
+    )
+    .await;
     assert_eq!(err, 10, "MESSAGE_TOO_LARGE");
 
     let pid = c
-        .send(4, &InitProducerIdRequest::default().with_transaction_timeout_ms(1000).with_producer_id(ProducerId(-1)).with_producer_epoch(-1))
+        .send(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transaction_timeout_ms(1000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
         .await;
     assert_eq!(pid.error_code, 0);
     let id = pid.producer_id.0;
@@ -352,11 +418,20 @@ async fn fetch_long_poll_wakes_on_append() {
         (err, values(data), t0.elapsed())
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
-    produce(&mut c, "lp", 0, batch(&[("k", "woke")], Compression::None, -1, 0)).await;
+    produce(
+        &mut c,
+        "lp",
+        0,
+        batch(&[("k", "woke")], Compression::None, -1, 0),
+    )
+    .await;
     let (err, vals, elapsed) = waiter.await.unwrap();
     assert_eq!(err, 0);
     assert_eq!(vals, vec![(0, "woke".to_string())]);
-    assert!(elapsed < Duration::from_secs(9), "fetch should return on append, took {elapsed:?}");
+    assert!(
+        elapsed < Duration::from_secs(9),
+        "fetch should return on append, took {elapsed:?}"
+    );
     b.stop().await;
 }
 
@@ -370,16 +445,29 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
     let addr = format!("127.0.0.1:{port}");
     let start = |d: std::path::PathBuf, a: String| {
         let (settings, _) = BrokerSettings::from_map(&BTreeMap::new()).unwrap();
-        let cfg = BrokerConfig { listen: a, advertised: None, data_dir: d, node_id: 1, http: None, settings };
+        let cfg = BrokerConfig {
+            listen: a,
+            advertised: None,
+            data_dir: d,
+            node_id: 1,
+            http: None,
+            settings,
+        };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            sluice_broker::run(cfg, async move { let _ = rx.await; }).await.unwrap();
+            sluice_broker::run(cfg, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
         });
         (tx, task)
     };
     let wait = |a: String| async move {
         for _ in 0..200 {
-            if TcpStream::connect(&a).await.is_ok() { return; }
+            if TcpStream::connect(&a).await.is_ok() {
+                return;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         panic!("broker did not start");
@@ -388,8 +476,16 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
     wait(addr.clone()).await;
     let mut c = Conn::open(&addr).await;
     create_topic(&mut c, "keep", 1).await;
-    produce(&mut c, "keep", 0, batch(&[("a", "1"), ("b", "2")], Compression::Gzip, -1, 0)).await;
-    let md1 = c.send(12, &MetadataRequest::default().with_topics(None)).await;
+    produce(
+        &mut c,
+        "keep",
+        0,
+        batch(&[("a", "1"), ("b", "2")], Compression::Gzip, -1, 0),
+    )
+    .await;
+    let md1 = c
+        .send(12, &MetadataRequest::default().with_topics(None))
+        .await;
     drop(c);
     tx.send(()).unwrap();
     task.await.unwrap();
@@ -397,20 +493,24 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
     let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
     wait(addr.clone()).await;
     let mut c = Conn::open(&addr).await;
-    let md2 = c.send(12, &MetadataRequest::default().with_topics(None)).await;
+    let md2 = c
+        .send(12, &MetadataRequest::default().with_topics(None))
+        .await;
     assert_eq!(md1.topics[0].topic_id, md2.topics[0].topic_id);
     assert_ne!(md2.topics[0].topic_id, uuid::Uuid::nil());
     let (_, hw, data) = fetch(&mut c, "keep", 0, 0, 0).await;
     assert_eq!(hw, 2);
     assert_eq!(values(data).len(), 2);
     // ListOffsets: earliest, latest, by timestamp (record-level: second record).
-    let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(vec![
-        list_offsets_request::ListOffsetsTopic::default()
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
             .with_name(TopicName(StrBytes::from_static_str("keep")))
             .with_partitions(vec![
-                list_offsets_request::ListOffsetsPartition::default().with_partition_index(0).with_timestamp(-2),
-            ]),
-    ]);
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(-2),
+            ])]);
     let r = c.send(7, &req).await;
     assert_eq!(r.topics[0].partitions[0].offset, 0);
     let mut req2 = req.clone();
@@ -425,8 +525,11 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
     task.await.unwrap();
 }
 
-
-async fn create_topic_with(c: &mut Conn, name: &str, configs: &[(&str, &str)]) -> CreateTopicsResponse {
+async fn create_topic_with(
+    c: &mut Conn,
+    name: &str,
+    configs: &[(&str, &str)],
+) -> CreateTopicsResponse {
     let req = CreateTopicsRequest::default()
         .with_topics(vec![create_topics_request::CreatableTopic::default()
             .with_name(TopicName(StrBytes::from_string(name.into())))
@@ -452,7 +555,12 @@ async fn topic_compression_and_log_append_time() {
     let mut c = Conn::open(&b.addr).await;
     let r = create_topic_with(&mut c, "gz", &[("compression.type", "gzip")]).await;
     assert_eq!(r.topics[0].error_code, 0);
-    let r = create_topic_with(&mut c, "lat", &[("message.timestamp.type", "LogAppendTime")]).await;
+    let r = create_topic_with(
+        &mut c,
+        "lat",
+        &[("message.timestamp.type", "LogAppendTime")],
+    )
+    .await;
     assert_eq!(r.topics[0].error_code, 0);
     let r = create_topic_with(&mut c, "bad", &[("no.such.config", "1")]).await;
     assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG");
@@ -460,7 +568,13 @@ async fn topic_compression_and_log_append_time() {
     assert_eq!(r.topics[0].error_code, 40, "INVALID_CONFIG");
 
     // Uncompressed batch into a gzip topic is stored gzip-compressed, records intact.
-    produce(&mut c, "gz", 0, batch(&[("k", "v1"), ("k", "v2")], Compression::None, -1, 0)).await;
+    produce(
+        &mut c,
+        "gz",
+        0,
+        batch(&[("k", "v1"), ("k", "v2")], Compression::None, -1, 0),
+    )
+    .await;
     let (_, _, data) = fetch(&mut c, "gz", 0, 0, 0).await;
     let hdr = sluice_storage::batch::BatchHeader::parse(&data).unwrap();
     assert_eq!(hdr.compression(), 1);
@@ -476,13 +590,19 @@ async fn topic_compression_and_log_append_time() {
         .with_timeout_ms(5000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_static_str("lat")))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch(&[("k", "v")], Compression::None, -1, 0)))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&[("k", "v")], Compression::None, -1, 0))),
+            ])]);
     let resp = c.send(9, &req).await;
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 0);
-    assert!(p.log_append_time_ms >= before, "{} < {before}", p.log_append_time_ms);
+    assert!(
+        p.log_append_time_ms >= before,
+        "{} < {before}",
+        p.log_append_time_ms
+    );
     let (_, _, data) = fetch(&mut c, "lat", 0, 0, 0).await;
     let mut d = data.clone();
     let set = RecordBatchDecoder::decode(&mut d).unwrap();
@@ -506,9 +626,11 @@ async fn topic_ids_in_newest_produce_and_fetch() {
         .with_timeout_ms(5000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_topic_id(id)
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(0)
-                .with_records(Some(batch(&[("k", "by-id")], Compression::Lz4, -1, 0)))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(batch(&[("k", "by-id")], Compression::Lz4, -1, 0))),
+            ])]);
     let resp = c.send(13, &req).await;
     assert_eq!(resp.responses[0].topic_id, id);
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 0);
@@ -516,7 +638,10 @@ async fn topic_ids_in_newest_produce_and_fetch() {
     let mut bad = req.clone();
     bad.topic_data[0].topic_id = uuid::Uuid::new_v4();
     let resp = c.send(13, &bad).await;
-    assert_eq!(resp.responses[0].partition_responses[0].error_code, 100, "UNKNOWN_TOPIC_ID");
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code, 100,
+        "UNKNOWN_TOPIC_ID"
+    );
 
     let freq = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
@@ -533,7 +658,10 @@ async fn topic_ids_in_newest_produce_and_fetch() {
     assert_eq!(resp.responses[0].topic_id, id);
     let p = &resp.responses[0].partitions[0];
     assert_eq!(p.error_code, 0);
-    assert_eq!(values(p.records.clone().unwrap()), vec![(0, "by-id".into())]);
+    assert_eq!(
+        values(p.records.clone().unwrap()),
+        vec![(0, "by-id".into())]
+    );
     b.stop().await;
 }
 
@@ -543,8 +671,20 @@ async fn kip74_first_batch_larger_than_max_bytes() {
     let mut c = Conn::open(&b.addr).await;
     create_topic(&mut c, "big", 1).await;
     let v = "y".repeat(50_000);
-    produce(&mut c, "big", 0, batch(&[("k", &v)], Compression::None, -1, 0)).await;
-    produce(&mut c, "big", 0, batch(&[("k", "small")], Compression::None, -1, 0)).await;
+    produce(
+        &mut c,
+        "big",
+        0,
+        batch(&[("k", &v)], Compression::None, -1, 0),
+    )
+    .await;
+    produce(
+        &mut c,
+        "big",
+        0,
+        batch(&[("k", "small")], Compression::None, -1, 0),
+    )
+    .await;
     let req = FetchRequest::default()
         .with_replica_id(BrokerId(-1))
         .with_max_wait_ms(0)
@@ -560,5 +700,108 @@ async fn kip74_first_batch_larger_than_max_bytes() {
     let vals = values(resp.responses[0].partitions[0].records.clone().unwrap());
     assert_eq!(vals.len(), 1, "only the first (oversized) batch");
     assert_eq!(vals[0].1.len(), 50_000);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_limits_and_idle_timeout() {
+    let b = TestBroker::start(&[
+        ("max.connections.per.ip", "2"),
+        ("connections.max.idle.ms", "500"),
+    ])
+    .await;
+    // (TestBroker::start's readiness probe connected once; that connection is closed by now.)
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut a = Conn::open(&b.addr).await;
+    let mut c2 = Conn::open(&b.addr).await;
+    a.send(3, &ApiVersionsRequest::default()).await;
+    c2.send(3, &ApiVersionsRequest::default()).await;
+    let mut third = Conn::open(&b.addr).await;
+    assert!(
+        third.closed().await,
+        "third connection from one IP is refused"
+    );
+    // Idle connections are closed after connections.max.idle.ms.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    assert!(a.closed().await, "idle connection closed");
+    // Slots are released, so new connections work again.
+    let mut d = Conn::open(&b.addr).await;
+    assert_eq!(
+        d.send(3, &ApiVersionsRequest::default()).await.error_code,
+        0
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alter_and_describe_configs() {
+    use incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+    let b = TestBroker::start(&[("log.retention.hours", "1")]).await;
+    let mut c = Conn::open(&b.addr).await;
+    create_topic(&mut c, "cfg", 1).await;
+    let alter = |name: &str, op: i8, value: Option<&str>| {
+        IncrementalAlterConfigsRequest::default().with_resources(vec![
+            AlterConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("cfg"))
+                .with_configs(vec![AlterableConfig::default()
+                    .with_name(StrBytes::from_string(name.to_string()))
+                    .with_config_operation(op)
+                    .with_value(value.map(|v| StrBytes::from_string(v.to_string())))]),
+        ])
+    };
+    let r = c
+        .send(1, &alter("max.message.bytes", 0, Some("3000")))
+        .await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let r = c.send(1, &alter("bogus.config", 0, Some("1"))).await;
+    assert_eq!(r.responses[0].error_code, 40, "INVALID_CONFIG");
+    // The new limit applies at once.
+    let (err, _) = produce(
+        &mut c,
+        "cfg",
+        0,
+        batch(&[("k", &"z".repeat(4000))], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!(err, 10);
+
+    let describe = DescribeConfigsRequest::default()
+        .with_include_synonyms(true)
+        .with_resources(vec![
+            describe_configs_request::DescribeConfigsResource::default()
+                .with_resource_type(2)
+                .with_resource_name(StrBytes::from_static_str("cfg"))
+                .with_configuration_keys(None),
+        ]);
+    let r = c.send(4, &describe).await;
+    let find = |n: &str| {
+        r.results[0]
+            .configs
+            .iter()
+            .find(|e| e.name.as_str() == n)
+            .unwrap_or_else(|| panic!("{n} missing"))
+            .clone()
+    };
+    let mm = find("max.message.bytes");
+    assert_eq!(mm.value.as_ref().map(|v| v.as_str()), Some("3000"));
+    assert_eq!(mm.config_source, 1, "TOPIC_CONFIG");
+    let cp = find("cleanup.policy");
+    assert_eq!(cp.value.as_ref().map(|v| v.as_str()), Some("delete"));
+    assert_eq!(cp.config_source, 5, "DEFAULT_CONFIG");
+    let rm = find("retention.ms");
+    assert_eq!(rm.value.as_ref().map(|v| v.as_str()), Some("3600000"));
+
+    // DELETE restores the default.
+    let r = c.send(1, &alter("max.message.bytes", 1, None)).await;
+    assert_eq!(r.responses[0].error_code, 0);
+    let (err, _) = produce(
+        &mut c,
+        "cfg",
+        0,
+        batch(&[("k", &"z".repeat(4000))], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!(err, 0);
     b.stop().await;
 }

@@ -313,6 +313,7 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
     def("log.segment.bytes", T::Int, Some("1073741824"), &[], V::AtLeast(1024 * 1024), "Default for segment.bytes."),
     def("log.segment.delete.delay.ms", T::Long, Some("60000"), &[], V::AtLeast(0), "Default for file.delete.delay.ms."),
     def("max.connections", T::Int, Some("2147483647"), &[], V::AtLeast(0), "Maximum number of client connections."),
+    def("max.connections.per.ip", T::Int, Some("2147483647"), &[], V::AtLeast(0), "Maximum number of client connections from one IP address."),
     def("message.max.bytes", T::Int, Some("1048588"), &[], V::AtLeast(0), "Default for max.message.bytes."),
     def("min.insync.replicas", T::Int, Some("1"), &[], V::AtLeast(1), "Default for min.insync.replicas."),
     def("num.io.threads", T::Int, Some("8"), &[], V::AtLeast(1), "Request handler threads."),

@@ -24,10 +24,18 @@ pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::CreateTopics, CreateTopicsRequest::VERSIONS),
     (ApiKey::DeleteTopics, DeleteTopicsRequest::VERSIONS),
     (ApiKey::InitProducerId, InitProducerIdRequest::VERSIONS),
-    (ApiKey::OffsetForLeaderEpoch, OffsetForLeaderEpochRequest::VERSIONS),
+    (
+        ApiKey::OffsetForLeaderEpoch,
+        OffsetForLeaderEpochRequest::VERSIONS,
+    ),
     (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
     (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
+    (ApiKey::AlterConfigs, AlterConfigsRequest::VERSIONS),
+    (
+        ApiKey::IncrementalAlterConfigs,
+        IncrementalAlterConfigsRequest::VERSIONS,
+    ),
 ];
 
 /// The supported version range of `key`, or `None` if the broker does not implement it.

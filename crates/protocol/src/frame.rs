@@ -54,14 +54,29 @@ mod tests {
         let mut data: &[u8] = &[0, 0, 0, 3, 1, 2, 3];
         assert_eq!(&read_frame(&mut data, 10).await.unwrap()[..], &[1, 2, 3]);
         let mut neg: &[u8] = &[0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(read_frame(&mut neg, 10).await, Err(FrameError::InvalidLength(-1))));
+        assert!(matches!(
+            read_frame(&mut neg, 10).await,
+            Err(FrameError::InvalidLength(-1))
+        ));
         let mut zero: &[u8] = &[0, 0, 0, 0];
-        assert!(matches!(read_frame(&mut zero, 10).await, Err(FrameError::InvalidLength(0))));
+        assert!(matches!(
+            read_frame(&mut zero, 10).await,
+            Err(FrameError::InvalidLength(0))
+        ));
         let mut big: &[u8] = &[0x7f, 0, 0, 0];
-        assert!(matches!(read_frame(&mut big, 10).await, Err(FrameError::TooLarge { .. })));
+        assert!(matches!(
+            read_frame(&mut big, 10).await,
+            Err(FrameError::TooLarge { .. })
+        ));
         let mut trunc: &[u8] = &[0, 0, 0, 5, 1];
-        assert!(matches!(read_frame(&mut trunc, 10).await, Err(FrameError::Io(_))));
+        assert!(matches!(
+            read_frame(&mut trunc, 10).await,
+            Err(FrameError::Io(_))
+        ));
         let mut empty: &[u8] = &[];
-        assert!(matches!(read_frame(&mut empty, 10).await, Err(FrameError::Closed)));
+        assert!(matches!(
+            read_frame(&mut empty, 10).await,
+            Err(FrameError::Closed)
+        ));
     }
 }

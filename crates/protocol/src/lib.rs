@@ -120,13 +120,12 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
     let header_version = api_key.request_header_version(version);
     let header = RequestHeader::decode(&mut frame, header_version)
         .map_err(|e| ProtocolError::BadHeader(e.to_string()))?;
-    let body = RequestKind::decode(api_key, &mut frame, version).map_err(|e| {
-        ProtocolError::BadBody {
+    let body =
+        RequestKind::decode(api_key, &mut frame, version).map_err(|e| ProtocolError::BadBody {
             api: api_key,
             version,
             reason: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(Request {
         header,
         api_key,
@@ -162,9 +161,8 @@ pub fn encode_response(
 /// for ApiVersions itself, so the client retries with a version we do support.
 pub fn unsupported_api_versions_response(correlation_id: i32) -> Bytes {
     let mut buf = BytesMut::with_capacity(32);
-    let range = api::supported(ApiKey::ApiVersions).unwrap_or(
-        kafka_protocol::protocol::VersionRange { min: 0, max: 0 },
-    );
+    let range = api::supported(ApiKey::ApiVersions)
+        .unwrap_or(kafka_protocol::protocol::VersionRange { min: 0, max: 0 });
     buf.put_i32(0);
     buf.put_i32(correlation_id);
     buf.put_i16(35); // UNSUPPORTED_VERSION
@@ -216,9 +214,7 @@ mod tests {
             .with_request_api_key(key as i16)
             .with_request_api_version(version)
             .with_correlation_id(7);
-        header
-            .encode(&mut buf, R::header_version(version))
-            .unwrap();
+        header.encode(&mut buf, R::header_version(version)).unwrap();
         req.encode(&mut buf, version).unwrap();
         buf.freeze()
     }
@@ -251,7 +247,10 @@ mod tests {
         assert_eq!(&resp[4..8], &42i32.to_be_bytes());
         assert_eq!(&resp[8..10], &35i16.to_be_bytes());
         assert_eq!(&resp[14..16], &18i16.to_be_bytes());
-        assert_eq!(resp.len() - 4, i32::from_be_bytes([resp[0], resp[1], resp[2], resp[3]]) as usize);
+        assert_eq!(
+            resp.len() - 4,
+            i32::from_be_bytes([resp[0], resp[1], resp[2], resp[3]]) as usize
+        );
     }
 
     #[test]

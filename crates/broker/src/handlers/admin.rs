@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::describe_configs_response::{
@@ -74,7 +76,9 @@ pub async fn create_topics(
         }
         if !seen.insert(name.clone()) {
             r.error_code = codes::INVALID_REQUEST;
-            r.error_message = Some(sb(format!("topic {name} appears more than once in the request")));
+            r.error_message = Some(sb(format!(
+                "topic {name} appears more than once in the request"
+            )));
             results.push(r);
             continue;
         }
@@ -112,15 +116,29 @@ pub async fn create_topics(
                 .find(|b| !md.brokers.contains_key(&b.0));
             if let Some(b) = bad {
                 r.error_code = INVALID_REPLICA_ASSIGNMENT;
-                r.error_message = Some(sb(format!("broker {} in the replica assignment does not exist", b.0)));
+                r.error_message = Some(sb(format!(
+                    "broker {} in the replica assignment does not exist",
+                    b.0
+                )));
                 results.push(r);
                 continue;
             }
             partitions = t.assignments.len() as i32;
-            rf = t.assignments.first().map(|a| a.broker_ids.len() as i16).unwrap_or(0);
+            rf = t
+                .assignments
+                .first()
+                .map(|a| a.broker_ids.len() as i16)
+                .unwrap_or(0);
         }
         let md = broker.controller.metadata();
-        let planned = plan_create_topic(&md, &name, partitions, rf, &configs, &broker.config.settings);
+        let planned = plan_create_topic(
+            &md,
+            &name,
+            partitions,
+            rf,
+            &configs,
+            &broker.config.settings,
+        );
         let outcome = match planned {
             Ok(cmd) if req.validate_only => Ok((cmd, md)),
             Ok(cmd) => apply_create(broker, cmd.clone()).map(|md| (cmd, md)),
@@ -287,7 +305,7 @@ fn config_entries(
 ) -> Vec<DescribeConfigsResourceResult> {
     configs
         .into_iter()
-        .filter(|c| keys.as_ref().is_none_or(|k| k.iter().any(|k| *k == c.name)))
+        .filter(|c| keys.as_ref().is_none_or(|k| k.contains(&c.name)))
         .map(|c| {
             let mut e = DescribeConfigsResourceResult::default();
             e.name = sb(c.name);

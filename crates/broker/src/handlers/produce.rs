@@ -37,7 +37,7 @@ pub async fn handle(
             r.log_start_offset = -1;
             let outcome = match &name {
                 None => Err((codes::UNKNOWN_TOPIC_ID, "unknown topic id".to_string())),
-                Some(_) if !matches!(acks, 0 | 1 | -1) => Err((
+                Some(_) if !matches!(acks, -1..=1) => Err((
                     codes::INVALID_REQUIRED_ACKS,
                     format!("acks must be 0, 1 or -1 (all), got {acks}"),
                 )),
@@ -129,7 +129,10 @@ async fn append(
     let cfg = h.config();
     let records = records.unwrap_or_default();
     if records.is_empty() {
-        return Err((codes::INVALID_RECORD, "produce request without records".into()));
+        return Err((
+            codes::INVALID_RECORD,
+            "produce request without records".into(),
+        ));
     }
     let batches = batch::split(&records).map_err(batch_error)?;
     if batches.len() != 1 {
@@ -155,7 +158,10 @@ async fn append(
         ));
     }
     if header.is_control() {
-        return Err((codes::INVALID_RECORD, "clients may not produce control batches".into()));
+        return Err((
+            codes::INVALID_RECORD,
+            "clients may not produce control batches".into(),
+        ));
     }
     if header.is_transactional() {
         return Err((
@@ -217,7 +223,8 @@ pub(crate) fn recompress(buf: &[u8], codec: u8) -> Result<BytesMut, String> {
         Compression, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
     };
     let mut src = Bytes::copy_from_slice(buf);
-    let set = RecordBatchDecoder::decode(&mut src).map_err(|e| format!("cannot decode batch: {e}"))?;
+    let set =
+        RecordBatchDecoder::decode(&mut src).map_err(|e| format!("cannot decode batch: {e}"))?;
     let compression = match codec {
         1 => Compression::Gzip,
         2 => Compression::Snappy,
