@@ -140,6 +140,9 @@ fn read_once(
                     } else {
                         total += n;
                         budget -= n;
+                        if n > 0 {
+                            broker.metrics.topic_bytes(name, n as u64, false);
+                        }
                         pd.records = Some(info.data);
                     }
                     pd.log_start_offset = info.log_start_offset;

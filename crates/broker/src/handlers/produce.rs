@@ -199,6 +199,7 @@ async fn append(
     .map_err(storage_error)?;
     if !info.duplicate {
         broker.metrics.bytes_in.fetch_add(len, Ordering::Relaxed);
+        broker.metrics.topic_bytes(&h.topic, len, true);
     }
     Ok((info.base_offset, append_time, info.log_start_offset))
 }
