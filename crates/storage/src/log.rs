@@ -1200,11 +1200,17 @@ impl Log {
 
     /// Records that leader epoch `epoch` starts at the current log end offset (a new leader
     /// calls this on election, before any append in the epoch). No-op unless `epoch` is
-    /// larger than the latest recorded epoch. Persisted on the next flush.
-    pub fn assign_epoch(&self, epoch: i32) {
+    /// larger than the latest recorded epoch. Persisted to `leader-epoch-checkpoint` at once.
+    pub fn assign_epoch(&self, epoch: i32) -> Result<()> {
         let mut w = self.lock_writer();
+        w.check_writable()?;
         let log_end = self.read_view().log_end;
         w.epochs.assign(epoch, log_end);
+        if w.epochs.dirty {
+            self.write_file_atomic(EPOCH_CHECKPOINT_FILE, &w.epochs.serialize())?;
+            w.epochs.dirty = false;
+        }
+        Ok(())
     }
 
     // ------------------------------------------------------------------ truncation

@@ -24,6 +24,8 @@ enum Op {
     Crash,
     /// Truncate at this fraction (per mille) of the log end.
     Truncate(u16),
+    /// An append whose write fails (I/O error, or ENOSPC after this many bytes).
+    FailingAppend(Option<u16>),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -34,6 +36,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CloseReopen),
         2 => Just(Op::Crash),
         1 => (0u16..1000).prop_map(Op::Truncate),
+        1 => prop::option::of(0u16..200).prop_map(Op::FailingAppend),
     ]
 }
 
@@ -107,6 +110,21 @@ fn run(ops: Vec<Op>, cfg: LogConfig) {
                 if sync_every {
                     durable = model.len();
                 }
+            }
+            Op::FailingAppend(space) => {
+                match space {
+                    Some(n) => be.enospc_after(Some(u64::from(n))),
+                    None => be.fail_nth_write(1),
+                }
+                let end = log.log_end_offset();
+                let r = log.append(BytesMut::from(&make_batch(3, 300, false, ts)[..]), 0);
+                be.enospc_after(None);
+                be.fail_nth_write(0);
+                assert!(r.is_err(), "append should fail");
+                if space.is_some() {
+                    assert!(r.unwrap_err().is_no_space());
+                }
+                assert_eq!(log.log_end_offset(), end);
             }
             Op::Flush => {
                 log.flush().unwrap();

@@ -28,6 +28,8 @@ pub(crate) struct Scanner<'a> {
     pos: u64,
     buf: Vec<u8>,
     buf_start: u64,
+    /// Size of the previous batch: after a large batch, read just the next header.
+    last_total: usize,
 }
 
 impl<'a> Scanner<'a> {
@@ -38,6 +40,7 @@ impl<'a> Scanner<'a> {
             pos: start,
             buf: Vec::new(),
             buf_start: 0,
+            last_total: 0,
         }
     }
 
@@ -75,7 +78,12 @@ impl<'a> Scanner<'a> {
         if self.limit - pos < HEADER_LEN as u64 {
             return bad(format!("partial batch header ({} bytes)", self.limit - pos));
         }
-        if !self.ensure(pos, HEADER_LEN, HEADER_CHUNK)? {
+        let chunk = if self.last_total > HEADER_CHUNK / 4 {
+            HEADER_LEN
+        } else {
+            HEADER_CHUNK
+        };
+        if !self.ensure(pos, HEADER_LEN, chunk)? {
             return bad("partial batch header (short read)".into());
         }
         let header = match BatchHeader::parse(self.slice(pos, HEADER_LEN)) {
@@ -100,6 +108,7 @@ impl<'a> Scanner<'a> {
             return bad("negative record count or offset delta".into());
         }
         self.pos = pos + total as u64;
+        self.last_total = total;
         Ok(Item::Batch { pos, header })
     }
 }

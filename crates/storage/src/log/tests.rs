@@ -313,9 +313,19 @@ fn leader_epochs() {
     assert_eq!(log.latest_epoch(), Some(6));
     assert!(b.exists(&dir().join(EPOCH_CHECKPOINT_FILE)));
     // A new leader records its epoch before appending.
-    log.assign_epoch(8);
+    log.assign_epoch(8).unwrap();
     assert_eq!(log.end_offset_for_epoch(7).unwrap(), Some((6, 8)));
     assert_eq!(log.end_offset_for_epoch(8).unwrap(), Some((8, 8)));
+    // Persisted immediately: survives a crash without flush.
+    b.crash();
+    drop(log);
+    let log = open_mem(&b, LogConfig::default());
+    assert_eq!(log.latest_epoch(), Some(8));
+    assert_eq!(log.end_offset_for_epoch(8).unwrap(), Some((8, 8)));
+    let a = log.append(bm(&simple(1, 1, 1)), 8).unwrap();
+    assert_eq!(a.base_offset, 8);
+    assert_eq!(log.end_offset_for_epoch(6).unwrap(), Some((6, 8)));
+    assert_eq!(log.end_offset_for_epoch(8).unwrap(), Some((8, 9)));
 }
 
 #[test]
@@ -751,4 +761,53 @@ fn concurrent_reads_during_appends() {
     }
     fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Log>();
+}
+
+/// Rough throughput check: `cargo test -p sluice-storage --release -- --ignored throughput`.
+#[test]
+#[ignore]
+fn throughput_smoke() {
+    let t = tempfile::tempdir().unwrap();
+    let log = Log::open(Arc::new(FileBackend), t.path(), LogConfig::default()).unwrap();
+    // 64 batches of ~16 KiB per append (~1 MiB), like a busy Produce request.
+    let one = simple(16, 1, 1000);
+    let mut req = Vec::new();
+    for _ in 0..64 {
+        req.extend_from_slice(&one);
+    }
+    let total = 2usize << 30;
+    let n = total / req.len();
+    let start = std::time::Instant::now();
+    for _ in 0..n {
+        log.append(BytesMut::from(&req[..]), 0).unwrap();
+    }
+    let el = start.elapsed().as_secs_f64();
+    eprintln!(
+        "append: {:.0} MB/s ({} segments)",
+        (n * req.len()) as f64 / el / 1e6,
+        log.segment_count()
+    );
+    let start = std::time::Instant::now();
+    let mut o = 0;
+    let mut bytes = 0;
+    while o < log.log_end_offset() {
+        let r = log.read(o, 1 << 20, i64::MAX).unwrap();
+        bytes += r.data.len();
+        let parts = batch::split(&r.data).unwrap();
+        o = parts.last().unwrap().0.last_offset() + 1;
+    }
+    let el = start.elapsed().as_secs_f64();
+    eprintln!("read: {:.0} MB/s", bytes as f64 / el / 1e6);
+    let start = std::time::Instant::now();
+    drop(log);
+    let log = Log::open(Arc::new(FileBackend), t.path(), LogConfig::default()).unwrap();
+    eprintln!(
+        "reopen without close (full validation of active segment): {:?}",
+        start.elapsed()
+    );
+    log.close().unwrap();
+    let start = std::time::Instant::now();
+    drop(log);
+    let _log = Log::open(Arc::new(FileBackend), t.path(), LogConfig::default()).unwrap();
+    eprintln!("reopen after close: {:?}", start.elapsed());
 }
