@@ -10,6 +10,7 @@
 
 mod codes;
 mod dirs;
+mod groups;
 mod handlers;
 mod http;
 mod metrics;

@@ -72,6 +72,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Serializes metadata-changing admin operations.
     pub admin_lock: tokio::sync::Mutex<()>,
+    /// Consumer-group coordinator (started on the first group request).
+    pub groups: crate::groups::Groups,
     backend: Arc<dyn Backend>,
     partitions: RwLock<HashMap<(String, i32), Arc<PartitionHandle>>>,
     offline: RwLock<HashMap<(String, i32), String>>,
@@ -122,6 +124,7 @@ impl Broker {
             producer_ids,
             metrics: Metrics::default(),
             admin_lock: tokio::sync::Mutex::new(()),
+            groups: crate::groups::Groups::new(&config.settings),
             backend: Arc::new(FileBackend::new()),
             partitions: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),

@@ -31,6 +31,19 @@ pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
     (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
+    // Consumer groups (classic protocol). Request VERSIONS, not ApiKey ranges: the crate's
+    // OffsetCommit/OffsetFetch decoders stop at v9 (v10 carries topic ids).
+    (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),
+    (ApiKey::JoinGroup, JoinGroupRequest::VERSIONS),
+    (ApiKey::SyncGroup, SyncGroupRequest::VERSIONS),
+    (ApiKey::Heartbeat, HeartbeatRequest::VERSIONS),
+    (ApiKey::LeaveGroup, LeaveGroupRequest::VERSIONS),
+    (ApiKey::OffsetCommit, OffsetCommitRequest::VERSIONS),
+    (ApiKey::OffsetFetch, OffsetFetchRequest::VERSIONS),
+    (ApiKey::ListGroups, ListGroupsRequest::VERSIONS),
+    (ApiKey::DescribeGroups, DescribeGroupsRequest::VERSIONS),
+    (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
+    (ApiKey::OffsetDelete, OffsetDeleteRequest::VERSIONS),
     (ApiKey::AlterConfigs, AlterConfigsRequest::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
