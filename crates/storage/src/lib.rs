@@ -28,8 +28,14 @@
 //! * `recovery-point` — text `"0\n{offset}\n"`: every batch with offsets below `offset` is
 //!   known to be durable (fsynced). Written (via temp file + rename) by [`Log::flush`],
 //!   [`Log::maybe_flush`] and [`Log::close`].
-//! * `clean-shutdown` — empty marker written by [`Log::close`] after a full flush, removed
-//!   on open.
+//! * `clean-shutdown` — marker written by [`Log::close`] after a full flush, removed on
+//!   open. Its content is a snapshot of the derived state (binary, big-endian, ends with a
+//!   CRC-32C): magic `"SLSNAP01"`, `u32` segment count, per segment `base i64, size u64,
+//!   next_offset i64, first_batch_offset i64 (-1 = none), has_max_ts u8, max_ts i64,
+//!   max_ts_offset i64, bytes_since_index u64, created_ms i64 (i64::MIN = none),
+//!   index_entries u64, time_entries u64`; `u32` producer count, per producer
+//!   `producer_id i64, epoch i16, n u8` then `n` times `first_seq i32, last_seq i32,
+//!   base_offset i64, last_offset i64`; finally `crc32c u32` of all preceding bytes.
 //! * `leader-epoch-checkpoint` — text, Kafka's format: `"0\n{count}\n"` then one line
 //!   `"{epoch} {start_offset}\n"` per epoch, epochs and start offsets increasing.
 //! * `log-start-offset` — optional text `"0\n{offset}\n"`; raises the log start offset above
@@ -41,7 +47,10 @@
 //!
 //! # Recovery
 //!
-//! [`Log::open`] scans the headers of every batch of every segment (buffered positional
+//! After a clean shutdown, [`Log::open`] loads the snapshot in `clean-shutdown` and the
+//! index files without reading any segment, provided everything matches exactly (segment
+//! list, `.log` sizes, index entry counts and ordering, CRC, a valid epoch checkpoint).
+//! Otherwise it scans the headers of every batch of every segment (buffered positional
 //! reads, no record decoding) to rebuild the in-memory indexes, the idempotent-producer state
 //! and the leader epoch cache:
 //!
@@ -82,6 +91,7 @@ mod epoch;
 mod log;
 mod producer;
 mod scan;
+mod snapshot;
 
 #[cfg(test)]
 mod proptests;

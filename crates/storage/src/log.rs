@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,6 +14,7 @@ use crate::batch::{self, BatchHeader};
 use crate::epoch::EpochCache;
 use crate::producer::{Check, ProducerStates};
 use crate::scan::{Item, Scanner};
+use crate::snapshot::{SegMeta, Snapshot};
 use crate::{AppendInfo, LogConfig, ReadInfo, StorageError};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -246,6 +248,7 @@ pub struct Log {
     writer: Mutex<Writer>,
     view: RwLock<View>,
     clean_open: bool,
+    snapshot_loaded: AtomicBool,
 }
 
 fn seg_file(dir: &Path, base: i64, ext: &str) -> PathBuf {
@@ -368,6 +371,7 @@ impl Log {
                 log_end: 0,
             }),
             clean_open: clean,
+            snapshot_loaded: AtomicBool::new(false),
         };
         log.recover(clean)?;
         Ok(log)
@@ -434,6 +438,213 @@ impl Log {
             }),
             None => EpochCache::new_dirty(),
         };
+        let snapshot = if clean && !epochs.dirty {
+            self.load_snapshot(&bases)?
+        } else {
+            None
+        };
+        let fast = snapshot.is_some();
+        self.snapshot_loaded.store(fast, Ordering::Relaxed);
+        let (mut segments, producers) = match snapshot {
+            Some(x) => x,
+            None => self.scan_segments(&bases, clean, recovery_point, &mut epochs)?,
+        };
+        // Orphan index files.
+        for p in index_files {
+            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+            let has_log = stem
+                .parse::<i64>()
+                .is_ok_and(|b| segments.iter().any(|s| s.base_offset == b));
+            if !has_log {
+                if let Err(e) = self.backend.remove_file(&p) {
+                    warn!(path = %p.display(), error = %e, "cannot remove orphan index file");
+                }
+            }
+        }
+        if segments.is_empty() {
+            let base = start_file.unwrap_or(0).max(0);
+            let path = self.path(base, "log");
+            let file = self.open_file(&path, true)?;
+            segments.push(Segment::new(base, file, path));
+        }
+        if !fast {
+            for seg in &mut segments {
+                self.reconcile_index(seg)?;
+            }
+        }
+        let active_base = segments.last().map(|s| s.base_offset).unwrap_or(0);
+        let log_end = segments.last().map(|s| s.next_offset).unwrap_or(0);
+        let first = segments
+            .first()
+            .map(|s| s.first_batch_offset.unwrap_or(s.base_offset))
+            .unwrap_or(0);
+        let log_start = start_file.map_or(first, |f| f.max(first)).min(log_end);
+        if recovery_point > log_end {
+            warn!(dir = %self.dir.display(), recovery_point, log_end, "log ends before its recovery point");
+        }
+        epochs.truncate_from_end(log_end, false);
+        if clean {
+            let p = self.dir.join(CLEAN_SHUTDOWN_FILE);
+            self.backend
+                .remove_file(&p)
+                .map_err(|e| StorageError::io(&p, e))?;
+            self.backend
+                .sync_dir(&self.dir)
+                .map_err(|e| StorageError::io(&self.dir, e))?;
+        }
+        // Rolled segments holding data beyond the recovery point may not be durable yet.
+        let unsynced: Vec<i64> = segments
+            .iter()
+            .take(segments.len().saturating_sub(1))
+            .filter(|s| s.next_offset > recovery_point)
+            .map(|s| s.base_offset)
+            .collect();
+        let active_index = IndexFiles {
+            base: active_base,
+            index: self.open_file(&self.path(active_base, "index"), true)?,
+            time: self.open_file(&self.path(active_base, "timeindex"), true)?,
+        };
+        {
+            let mut v = self.write_view();
+            v.segments = segments;
+            v.log_start = log_start;
+            v.log_end = log_end;
+        }
+        let mut w = self.lock_writer();
+        w.producers = producers;
+        w.recovery_point = recovery_point.min(log_end);
+        w.persisted_recovery_point = None;
+        if recovery_point > log_end {
+            // Never leave a recovery point beyond the data: new appends would be
+            // mistaken for flushed data on the next recovery.
+            self.write_offset_file(RECOVERY_POINT_FILE, log_end)?;
+            w.persisted_recovery_point = Some(log_end);
+        }
+        w.active_index = Some(active_index);
+        w.unsynced = unsynced;
+        if epochs.dirty {
+            self.write_file_atomic(EPOCH_CHECKPOINT_FILE, &epochs.serialize())?;
+            epochs.dirty = false;
+        }
+        w.epochs = epochs;
+        debug!(dir = %self.dir.display(), log_start, log_end, clean, fast, "log opened");
+        Ok(())
+    }
+
+    /// Loads the clean-shutdown snapshot if it matches the directory exactly (segment list,
+    /// file sizes, index files); `None` means "scan instead".
+    fn load_snapshot(&self, bases: &[i64]) -> Result<Option<(Vec<Segment>, ProducerStates)>> {
+        let Some(data) = self.read_small_file(CLEAN_SHUTDOWN_FILE)? else {
+            return Ok(None);
+        };
+        let Some(snap) = Snapshot::decode(&data) else {
+            if !data.is_empty() {
+                warn!(dir = %self.dir.display(), "ignoring malformed clean-shutdown snapshot");
+            }
+            return Ok(None);
+        };
+        if snap.segments.len() != bases.len()
+            || snap.segments.iter().zip(bases).any(|(m, b)| m.base != *b)
+        {
+            return Ok(None);
+        }
+        let mut segments = Vec::with_capacity(bases.len());
+        let mut expected = None;
+        for m in &snap.segments {
+            if expected.is_some_and(|e| e != m.base) || m.next_offset < m.base {
+                return Ok(None);
+            }
+            expected = Some(m.next_offset);
+            let path = self.path(m.base, "log");
+            let file = self.open_file(&path, false)?;
+            if file.len().map_err(|e| StorageError::io(&path, e))? != m.size {
+                return Ok(None);
+            }
+            let mut seg = Segment::new(m.base, file, path);
+            seg.size = m.size;
+            seg.next_offset = m.next_offset;
+            seg.first_batch_offset = m.first_batch_offset;
+            seg.max_ts = m.max_ts;
+            seg.bytes_since_index = m.bytes_since_index;
+            seg.created_ms = m.created_ms;
+            let Some(index) =
+                self.read_entries(m.base, "index", m.index_entries, INDEX_ENTRY_LEN)?
+            else {
+                return Ok(None);
+            };
+            let Some(time) =
+                self.read_entries(m.base, "timeindex", m.time_entries, TIME_ENTRY_LEN)?
+            else {
+                return Ok(None);
+            };
+            let max_rel = m.next_offset - m.base;
+            for c in index.chunks_exact(INDEX_ENTRY_LEN) {
+                let rel = u32::from_be_bytes([c[0], c[1], c[2], c[3]]);
+                let pos = u32::from_be_bytes([c[4], c[5], c[6], c[7]]);
+                let ok = i64::from(rel) < max_rel
+                    && u64::from(pos) < m.size
+                    && seg.index.last().is_none_or(|l| rel > l.rel && pos > l.pos);
+                if !ok {
+                    return Ok(None);
+                }
+                seg.index.push(IndexEntry { rel, pos });
+            }
+            for c in time.chunks_exact(TIME_ENTRY_LEN) {
+                let ts = i64::from_be_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+                let rel = u32::from_be_bytes([c[8], c[9], c[10], c[11]]);
+                let ok = i64::from(rel) < max_rel
+                    && seg
+                        .time_index
+                        .last()
+                        .is_none_or(|l| ts > l.ts && rel >= l.rel);
+                if !ok {
+                    return Ok(None);
+                }
+                seg.time_index.push(TimeEntry { ts, rel });
+            }
+            seg.index_written = seg.index.len();
+            seg.time_written = seg.time_index.len();
+            segments.push(seg);
+        }
+        Ok(Some((
+            segments,
+            ProducerStates::from_entries(snap.producers),
+        )))
+    }
+
+    /// Reads an index file that must hold exactly `count` entries of `entry_len` bytes.
+    fn read_entries(
+        &self,
+        base: i64,
+        ext: &str,
+        count: u64,
+        entry_len: usize,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = self.path(base, ext);
+        if !self.backend.exists(&path) {
+            return Ok(None);
+        }
+        let io = |e| StorageError::io(&path, e);
+        let f = self.open_file(&path, false)?;
+        let len = f.len().map_err(io)?;
+        if Some(len) != count.checked_mul(entry_len as u64) {
+            return Ok(None);
+        }
+        let mut buf = vec![0u8; usize::try_from(len).unwrap_or(0)];
+        if f.read_full_at(&mut buf, 0).map_err(io)? != buf.len() {
+            return Ok(None);
+        }
+        Ok(Some(buf))
+    }
+
+    /// Scans every segment (see the crate docs for the rules), truncating a torn tail.
+    fn scan_segments(
+        &self,
+        bases: &[i64],
+        clean: bool,
+        recovery_point: i64,
+        epochs: &mut EpochCache,
+    ) -> Result<(Vec<Segment>, ProducerStates)> {
         let mut producers = ProducerStates::default();
         let mut segments: Vec<Segment> = Vec::new();
         let mut expected = i64::MIN;
@@ -519,84 +730,7 @@ impl Log {
             expected = seg.next_offset;
             segments.push(seg);
         }
-        // Orphan index files.
-        for p in index_files {
-            let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
-            let has_log = stem
-                .parse::<i64>()
-                .is_ok_and(|b| segments.iter().any(|s| s.base_offset == b));
-            if !has_log {
-                if let Err(e) = self.backend.remove_file(&p) {
-                    warn!(path = %p.display(), error = %e, "cannot remove orphan index file");
-                }
-            }
-        }
-        if segments.is_empty() {
-            let base = start_file.unwrap_or(0).max(0);
-            let path = self.path(base, "log");
-            let file = self.open_file(&path, true)?;
-            segments.push(Segment::new(base, file, path));
-        }
-        for seg in &mut segments {
-            self.reconcile_index(seg)?;
-        }
-        let active_base = segments.last().map(|s| s.base_offset).unwrap_or(0);
-        let log_end = segments.last().map(|s| s.next_offset).unwrap_or(0);
-        let first = segments
-            .first()
-            .map(|s| s.first_batch_offset.unwrap_or(s.base_offset))
-            .unwrap_or(0);
-        let log_start = start_file.map_or(first, |f| f.max(first)).min(log_end);
-        if recovery_point > log_end {
-            warn!(dir = %self.dir.display(), recovery_point, log_end, "log ends before its recovery point");
-        }
-        epochs.truncate_from_end(log_end, false);
-        if clean {
-            let p = self.dir.join(CLEAN_SHUTDOWN_FILE);
-            self.backend
-                .remove_file(&p)
-                .map_err(|e| StorageError::io(&p, e))?;
-            self.backend
-                .sync_dir(&self.dir)
-                .map_err(|e| StorageError::io(&self.dir, e))?;
-        }
-        // Rolled segments holding data beyond the recovery point may not be durable yet.
-        let unsynced: Vec<i64> = segments
-            .iter()
-            .take(segments.len().saturating_sub(1))
-            .filter(|s| s.next_offset > recovery_point)
-            .map(|s| s.base_offset)
-            .collect();
-        let active_index = IndexFiles {
-            base: active_base,
-            index: self.open_file(&self.path(active_base, "index"), true)?,
-            time: self.open_file(&self.path(active_base, "timeindex"), true)?,
-        };
-        {
-            let mut v = self.write_view();
-            v.segments = segments;
-            v.log_start = log_start;
-            v.log_end = log_end;
-        }
-        let mut w = self.lock_writer();
-        w.producers = producers;
-        w.recovery_point = recovery_point.min(log_end);
-        w.persisted_recovery_point = None;
-        if recovery_point > log_end {
-            // Never leave a recovery point beyond the data: new appends would be
-            // mistaken for flushed data on the next recovery.
-            self.write_offset_file(RECOVERY_POINT_FILE, log_end)?;
-            w.persisted_recovery_point = Some(log_end);
-        }
-        w.active_index = Some(active_index);
-        w.unsynced = unsynced;
-        if epochs.dirty {
-            self.write_file_atomic(EPOCH_CHECKPOINT_FILE, &epochs.serialize())?;
-            epochs.dirty = false;
-        }
-        w.epochs = epochs;
-        debug!(dir = %self.dir.display(), log_start, log_end, clean, "log opened");
-        Ok(())
+        Ok((segments, producers))
     }
 
     /// Makes the index files of `seg` match its in-memory indexes, rewriting them if needed.
@@ -964,7 +1098,28 @@ impl Log {
             None => {}
         }
         self.flush_locked(&mut w, true)?;
-        self.write_file_atomic(CLEAN_SHUTDOWN_FILE, b"")?;
+        let snapshot = {
+            let v = self.read_view();
+            Snapshot {
+                segments: v
+                    .segments
+                    .iter()
+                    .map(|s| SegMeta {
+                        base: s.base_offset,
+                        size: s.size,
+                        next_offset: s.next_offset,
+                        first_batch_offset: s.first_batch_offset,
+                        max_ts: s.max_ts,
+                        bytes_since_index: s.bytes_since_index,
+                        created_ms: s.created_ms,
+                        index_entries: s.index.len() as u64,
+                        time_entries: s.time_index.len() as u64,
+                    })
+                    .collect(),
+                producers: w.producers.entries(),
+            }
+        };
+        self.write_file_atomic(CLEAN_SHUTDOWN_FILE, &snapshot.encode())?;
         w.offline = Some(CLOSED.to_string());
         debug!(dir = %self.dir.display(), "log closed");
         Ok(())
@@ -1082,6 +1237,11 @@ impl Log {
     /// Whether the last open found a clean-shutdown marker.
     pub fn opened_after_clean_shutdown(&self) -> bool {
         self.clean_open
+    }
+
+    /// Whether the last open used the clean-shutdown snapshot instead of scanning segments.
+    pub fn opened_from_snapshot(&self) -> bool {
+        self.snapshot_loaded.load(Ordering::Relaxed)
     }
 
     /// Offset up to which data is known to be flushed.

@@ -50,6 +50,17 @@ impl ProducerStates {
         self.map.clear();
     }
 
+    /// All producer entries (for the clean-shutdown snapshot).
+    pub(crate) fn entries(&self) -> Vec<(i64, ProducerEntry)> {
+        self.map.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    pub(crate) fn from_entries(entries: Vec<(i64, ProducerEntry)>) -> Self {
+        ProducerStates {
+            map: entries.into_iter().collect(),
+        }
+    }
+
     /// Checks batch `h` (to be written at `base_offset` if appended) against the state,
     /// staging the updated entry in `pending` (which overlays `self`).
     pub(crate) fn check(

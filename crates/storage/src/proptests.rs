@@ -139,6 +139,7 @@ fn run(ops: Vec<Op>, cfg: LogConfig) {
                 drop(log);
                 log = open();
                 assert!(log.opened_after_clean_shutdown());
+                assert!(log.opened_from_snapshot());
                 durable = model.len();
             }
             Op::Crash => {

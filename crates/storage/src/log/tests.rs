@@ -408,6 +408,53 @@ fn idempotent_producer_rules() {
         Err(StorageError::InvalidProducerEpoch { .. })
     ));
     log.append(bm(&idem(7, 1, 1, 1)), 0).unwrap();
+    // And from the clean-shutdown snapshot.
+    log.close().unwrap();
+    drop(log);
+    let log = open_mem(&b, LogConfig::default());
+    assert!(log.opened_from_snapshot());
+    assert!(log.append(bm(&idem(7, 1, 1, 1)), 0).unwrap().duplicate);
+    assert!(log.append(bm(&idem(9, 0, 6, 1)), 0).unwrap().duplicate);
+    assert!(matches!(
+        log.append(bm(&idem(9, 0, 8, 1)), 0),
+        Err(StorageError::OutOfOrderSequence { expected: 7, .. })
+    ));
+    assert!(matches!(
+        log.append(bm(&idem(7, 0, 2, 1)), 0),
+        Err(StorageError::InvalidProducerEpoch { .. })
+    ));
+}
+
+#[test]
+fn snapshot_rejected_when_files_changed() {
+    let b = MemoryBackend::new();
+    let log = open_mem(&b, small_cfg());
+    for i in 0..10 {
+        log.append(bm(&simple(2, i, 40)), 0).unwrap();
+    }
+    let active = log.read_view().segments.last().unwrap().path.clone();
+    log.close().unwrap();
+    drop(log);
+    // Garbage appended after a clean shutdown: snapshot does not match, scan cuts it.
+    let mut data = b.contents(&active).unwrap();
+    let n = data.len();
+    data.extend_from_slice(b"junk");
+    b.set_contents(&active, data);
+    let log = open_mem(&b, small_cfg());
+    assert!(!log.opened_from_snapshot());
+    assert_eq!(log.log_end_offset(), 20);
+    assert_eq!(b.contents(&active).unwrap().len(), n);
+    // Corrupted snapshot: ignored.
+    log.close().unwrap();
+    drop(log);
+    let marker = dir().join(CLEAN_SHUTDOWN_FILE);
+    let mut snap = b.contents(&marker).unwrap();
+    snap[10] ^= 1;
+    b.set_contents(&marker, snap);
+    let log = open_mem(&b, small_cfg());
+    assert!(log.opened_after_clean_shutdown());
+    assert!(!log.opened_from_snapshot());
+    assert_eq!(log.log_end_offset(), 20);
 }
 
 #[test]
@@ -478,6 +525,7 @@ fn reopen_after_close() {
     b.crash();
     let log = open_mem(&b, small_cfg());
     assert!(log.opened_after_clean_shutdown());
+    assert!(log.opened_from_snapshot());
     assert!(!b.exists(&dir().join(CLEAN_SHUTDOWN_FILE)));
     assert_eq!(log.segment_count(), segs);
     assert_eq!(log.log_end_offset(), 40);
@@ -714,6 +762,11 @@ fn rebuilds_missing_or_bad_index_files() {
     b.set_contents(&t1, vec![1, 2, 3]);
     drop(log);
     let log = open_mem(&b, small_cfg());
+    assert!(log.opened_after_clean_shutdown());
+    assert!(
+        !log.opened_from_snapshot(),
+        "index files changed: must scan"
+    );
     assert_eq!(b.contents(&idx0).unwrap(), good);
     assert_eq!(b.contents(&t1).unwrap().len() % 12, 0);
     for o in [0, 17, 33, 59] {
