@@ -49,6 +49,10 @@ const OFF_PRODUCER_ID: usize = 43;
 const OFF_PRODUCER_EPOCH: usize = 51;
 const OFF_BASE_SEQUENCE: usize = 53;
 const OFF_RECORDS_COUNT: usize = 57;
+/// Smallest possible encoded record (7 one-byte varints/fields).
+const MIN_RECORD_LEN: usize = 7;
+/// Largest record count [`records`] will decode (guards against absurd allocations).
+pub const MAX_DECODE_RECORDS: i32 = 1 << 22;
 /// First byte covered by the CRC.
 pub const CRC_START: usize = OFF_ATTRIBUTES;
 
@@ -269,6 +273,16 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
             h.last_offset_delta
         )));
     }
+    // Without decompressing we can only bound uncompressed batches: every record takes at
+    // least 7 bytes (length, attributes, timestamp delta, offset delta, key length, value
+    // length, header count).
+    if h.compression() == 0 && (h.records_count as usize) * MIN_RECORD_LEN > total - HEADER_LEN {
+        return Err(BatchError::Invalid(format!(
+            "{} records cannot fit in {} bytes",
+            h.records_count,
+            total - HEADER_LEN
+        )));
+    }
     if h.records_count > 0 && h.last_offset_delta != h.records_count - 1 {
         return Err(BatchError::Invalid(format!(
             "last offset delta {} does not match record count {}",
@@ -342,8 +356,16 @@ pub struct RecordInfo {
 }
 
 /// Decodes the records of one batch (decompressing if needed) and returns per-record facts.
+///
+/// Refuses batches claiming more than [`MAX_DECODE_RECORDS`] records.
 pub fn records(buf: &[u8]) -> Result<Vec<RecordInfo>, BatchError> {
     let h = validate(buf)?;
+    if h.records_count > MAX_DECODE_RECORDS {
+        return Err(BatchError::Invalid(format!(
+            "refusing to decode {} records",
+            h.records_count
+        )));
+    }
     let mut cursor: &[u8] = buf;
     let set = kafka_protocol::records::RecordBatchDecoder::decode(&mut cursor).map_err(|e| {
         if h.compression() == 0 {
@@ -616,6 +638,18 @@ mod tests {
         neg[8..12].copy_from_slice(&(-5i32).to_be_bytes());
         assert!(validate(&neg).is_err());
         assert!(split(&neg).is_err());
+    }
+
+    #[test]
+    fn record_count_must_fit() {
+        let mut b = simple(3, 10, 0);
+        let huge = i32::MAX;
+        b[57..61].copy_from_slice(&huge.to_be_bytes());
+        b[23..27].copy_from_slice(&(huge - 1).to_be_bytes());
+        let crc = crc32c::crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(validate(&b), Err(BatchError::Invalid(_))));
+        assert!(records(&b).is_err());
     }
 
     #[test]
