@@ -91,3 +91,21 @@ def test_too_large_for_broker_default(broker, topic):
     create_topic(broker.bootstrap, topic, 1)
     err = _confluent_produce_error(broker.bootstrap, topic, os.urandom(MIB + 200_000))
     assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+
+
+def test_small_fetch_limits_still_make_progress(broker, topic):
+    """Tiny fetch limits: the broker still returns at least one batch per fetch (KIP-74), so
+    a consumer reads everything, including a record bigger than its limits."""
+    create_topic(broker.bootstrap, topic, 1, BIG_TOPIC_CONFIG)
+    small = [(None, f"{i:04d}".encode() * 25, None, 0) for i in range(200)]
+    confluent_produce(broker.bootstrap, topic, small, acks="all", linger_ms=0, batch_num_messages=10)
+    big = _big(b"over-the-limit")
+    confluent_produce(broker.bootstrap, topic, [(None, big, None, 0)], acks="all", message_max_bytes=3 * MIB)
+    got = confluent_consume(broker.bootstrap, topic, 1, 201, fetch_max_bytes=1024, message_max_bytes=1000,
+                            max_partition_fetch_bytes=1024, receive_message_max_bytes=4 * MIB)
+    assert [r.offset for r in got] == list(range(201))
+    assert [r.value for r in got[:200]] == [v for _, v, _, _ in small]
+    assert got[200].value == big
+    kp = kp_consume(broker.bootstrap, topic, 1, 201, fetch_max_bytes=1024, max_partition_fetch_bytes=1024)
+    assert [r.offset for r in kp] == list(range(201))
+    assert kp[200].value == big

@@ -303,3 +303,42 @@ def test_broker_set_options(request):
         assert entries["message.max.bytes"].value == "2000000"
     finally:
         b.cleanup()
+
+
+def test_reads_across_segments(broker, topic):
+    """With 1 MiB segments, 3 MiB of records span several segment files; reads, offset
+    lookups by time and watermarks work across the boundaries."""
+    create_topic(broker.bootstrap, topic, 1, {"segment.bytes": str(1024 * 1024)})
+    base = int(time.time() * 1000) - 600_000
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 5})
+    n = 300
+    payload = b"s" * 10_000
+    for i in range(n):
+        p.produce(topic, key=str(i).encode(), value=payload + str(i).encode(), partition=0,
+                  timestamp=base + i * 100)
+        p.poll(0)
+    assert p.flush(60) == 0
+    got = confluent_consume(broker.bootstrap, topic, 1, n, timeout=60)
+    assert [r.offset for r in got] == list(range(n))
+    assert [r.value for r in got] == [payload + str(i).encode() for i in range(n)]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique("g")})
+    try:
+        assert c.get_watermark_offsets(TopicPartition(topic, 0), timeout=15) == (0, n)
+        for want in (0, 99, 150, 299):
+            (r,) = c.offsets_for_times([TopicPartition(topic, 0, base + want * 100)], timeout=15)
+            assert r.offset == want
+    finally:
+        c.close()
+    # Start in the middle of a later segment.
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique("g"), "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 250)])
+        m = None
+        deadline = time.monotonic() + 30
+        while m is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and m.error():
+                m = None
+    finally:
+        c.close()
+    assert m is not None and m.offset() == 250 and m.key() == b"250"
