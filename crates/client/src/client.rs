@@ -1206,3 +1206,133 @@ mod tests {
         assert!(err.to_string().contains("is a broker running?"), "{err}");
     }
 }
+
+/// Tests against a scripted in-process broker (no real broker needed).
+#[cfg(test)]
+mod mock_tests {
+    use super::*;
+    use bytes::{Buf, BufMut, BytesMut};
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::metadata_response::{
+        MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+    };
+    use kafka_protocol::messages::{ApiVersionsResponse, RequestHeader, ResponseHeader};
+    use kafka_protocol::protocol::{Decodable, Encodable};
+    use std::sync::{Arc, Mutex};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    /// Serves one connection: ApiVersions (Metadata capped at v9), then Metadata answers.
+    /// Records (api key, version) of every request.
+    async fn mock_broker(seen: Arc<Mutex<Vec<(i16, i16)>>>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let port = i32::from(addr.port());
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            for _ in 0..8 {
+                let mut len = [0u8; 4];
+                if sock.read_exact(&mut len).await.is_err() {
+                    return;
+                }
+                let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+                sock.read_exact(&mut body).await.unwrap();
+                let mut body = bytes::Bytes::from(body);
+                let key = (&body[0..2]).get_i16();
+                let version = (&body[2..4]).get_i16();
+                seen.lock().unwrap().push((key, version));
+                let header_version = if key == 18 {
+                    if version >= 3 {
+                        2
+                    } else {
+                        1
+                    }
+                } else if version >= 9 {
+                    2
+                } else {
+                    1
+                };
+                let header = RequestHeader::decode(&mut body, header_version).unwrap();
+                let mut out = BytesMut::new();
+                out.put_i32(0);
+                let mut rh = ResponseHeader::default();
+                rh.correlation_id = header.correlation_id;
+                if key == 18 {
+                    rh.encode(&mut out, 0).unwrap();
+                    let mut resp = ApiVersionsResponse::default();
+                    resp.api_keys = vec![
+                        ApiVersion::default()
+                            .with_api_key(18)
+                            .with_min_version(0)
+                            .with_max_version(3),
+                        ApiVersion::default()
+                            .with_api_key(3)
+                            .with_min_version(0)
+                            .with_max_version(9),
+                    ];
+                    resp.encode(&mut out, version).unwrap();
+                } else {
+                    rh.encode(&mut out, if version >= 9 { 1 } else { 0 })
+                        .unwrap();
+                    let mut resp = MetadataResponse::default();
+                    let mut b = MetadataResponseBroker::default();
+                    b.node_id = BrokerId(7);
+                    b.host = StrBytes::from_static_str("127.0.0.1");
+                    b.port = port;
+                    resp.brokers = vec![b];
+                    resp.controller_id = BrokerId(7);
+                    let mut t = MetadataResponseTopic::default();
+                    t.name = Some(TopicName(StrBytes::from_static_str("orders")));
+                    t.partitions = (0..2)
+                        .rev()
+                        .map(|i| {
+                            let mut p = MetadataResponsePartition::default();
+                            p.partition_index = i;
+                            p.leader_id = BrokerId(7);
+                            p.replica_nodes = vec![BrokerId(7)];
+                            p.isr_nodes = vec![BrokerId(7)];
+                            p
+                        })
+                        .collect();
+                    let mut missing = MetadataResponseTopic::default();
+                    missing.name = Some(TopicName(StrBytes::from_static_str("nope")));
+                    missing.error_code = 3;
+                    resp.topics = vec![t, missing];
+                    resp.encode(&mut out, version).unwrap();
+                }
+                let len = (out.len() - 4) as i32;
+                out[0..4].copy_from_slice(&len.to_be_bytes());
+                sock.write_all(&out).await.unwrap();
+            }
+        });
+        addr.to_string()
+    }
+
+    #[tokio::test]
+    async fn negotiates_versions_and_reads_metadata() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let addr = mock_broker(Arc::clone(&seen)).await;
+        let cfg = ClientConfig {
+            bootstrap: addr.clone(),
+            ..Default::default()
+        };
+        let mut client = Client::connect(cfg).await.unwrap();
+        let md = client.metadata(None).await.unwrap();
+        assert_eq!(md.controller_id, 7);
+        assert_eq!(md.brokers.len(), 1);
+        assert_eq!(md.brokers[0].addr(), addr);
+        let orders = md.topics.iter().find(|t| t.name == "orders").unwrap();
+        assert_eq!(orders.partition_ids(), vec![0, 1]);
+        assert_eq!(orders.replication_factor(), 1);
+        let err = client.topic("nope").await.unwrap_err();
+        assert!(
+            matches!(err, ClientError::UnknownTopic(ref t) if t == "nope"),
+            "{err}"
+        );
+        let seen = seen.lock().unwrap().clone();
+        // ApiVersions at our max (4) is above the mock's 3 but Kafka brokers answer it anyway
+        // with their range; Metadata then uses min(13, 9) = 9.
+        assert_eq!(seen[0].0, 18);
+        assert!(seen[1..].iter().all(|&(k, v)| k == 3 && v == 9), "{seen:?}");
+    }
+}
