@@ -198,7 +198,7 @@ impl Broker {
                 continue;
             }
             let dir = partition_dir(&self.config.data_dir, &topic.name, p.index);
-            match self.open_log(&dir, &topic.id, &tc) {
+            match self.open_log(&dir, &topic.id, &tc, p.leader_epoch) {
                 Ok(log) => {
                     let handle = Arc::new(PartitionHandle {
                         topic: topic.name.clone(),
@@ -219,8 +219,19 @@ impl Broker {
         }
     }
 
-    fn open_log(&self, dir: &Path, id: &Uuid, tc: &TopicConfig) -> Result<Log, StorageError> {
+    fn open_log(
+        &self,
+        dir: &Path,
+        id: &Uuid,
+        tc: &TopicConfig,
+        leader_epoch: i32,
+    ) -> Result<Log, StorageError> {
         let log = Log::open(self.backend.clone(), dir, log_config(tc))?;
+        // As leader, record where our epoch starts (KIP-101), so OffsetForLeaderEpoch answers
+        // correctly even before the first append of this epoch.
+        if log.latest_epoch().is_none_or(|e| e < leader_epoch) {
+            log.assign_epoch(leader_epoch)?;
+        }
         if read_partition_metadata(dir).as_ref() != Some(id) {
             let text = format!("version: 0\ntopic_id: {id}\n");
             let path = dir.join("partition.metadata");

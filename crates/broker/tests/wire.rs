@@ -805,3 +805,70 @@ async fn alter_and_describe_configs() {
     assert_eq!(err, 0);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timestamps_and_keyless_records_on_compacted_topics() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    create_topic(&mut c, "ts", 1).await;
+    // 2 hours in the future is beyond message.timestamp.after.max.ms (1 hour by default).
+    let future = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 2 * 3600 * 1000;
+    let rec = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: 0,
+        timestamp: future,
+        key: Some(Bytes::from_static(b"k")),
+        value: Some(Bytes::from_static(b"v")),
+        headers: Default::default(),
+    };
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&rec].into_iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    let (err, _) = produce(&mut c, "ts", 0, buf.freeze()).await;
+    assert_eq!(err, 32, "INVALID_TIMESTAMP");
+
+    let r = create_topic_with(&mut c, "compacted", &[("cleanup.policy", "compact")]).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let mut keyless = rec.clone();
+    keyless.timestamp = 1_700_000_000_000;
+    keyless.key = None;
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        [&keyless].into_iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::Snappy,
+        },
+    )
+    .unwrap();
+    let (err, _) = produce(&mut c, "compacted", 0, buf.freeze()).await;
+    assert_eq!(err, 87, "INVALID_RECORD");
+    let (err, _) = produce(
+        &mut c,
+        "compacted",
+        0,
+        batch(&[("k", "v")], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!(err, 0);
+    b.stop().await;
+}

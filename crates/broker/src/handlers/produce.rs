@@ -169,6 +169,37 @@ async fn append(
             "transactional batches are not supported by this broker yet".into(),
         ));
     }
+    if cfg.message_timestamp_type != "LogAppendTime" && header.max_timestamp >= 0 {
+        let now = now_ms();
+        let earliest = header.base_timestamp.min(header.max_timestamp);
+        if header.max_timestamp > now.saturating_add(cfg.message_timestamp_after_max_ms)
+            || earliest < now.saturating_sub(cfg.message_timestamp_before_max_ms)
+        {
+            return Err((
+                codes::INVALID_TIMESTAMP,
+                format!(
+                    "timestamp {} is outside the range allowed by message.timestamp.before.max.ms={} / after.max.ms={} of topic {}",
+                    header.max_timestamp,
+                    cfg.message_timestamp_before_max_ms,
+                    cfg.message_timestamp_after_max_ms,
+                    h.topic
+                ),
+            ));
+        }
+    }
+    // Compacted topics keep the latest value per key, so every record needs a key.
+    if cfg.cleanup_compact {
+        let recs = batch::records(&records).map_err(batch_error)?;
+        if recs.iter().any(|r| r.key.is_none()) {
+            return Err((
+                codes::INVALID_RECORD,
+                format!(
+                    "compacted topic {} requires a non-null key on every record",
+                    h.topic
+                ),
+            ));
+        }
+    }
     let mut buf = BytesMut::from(&records[..]);
     // Topic-level compression other than `producer`: re-encode with the topic's codec.
     if let Some(target) = target_codec(&cfg.compression_type) {
