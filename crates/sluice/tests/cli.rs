@@ -623,6 +623,33 @@ fn producing_to_a_missing_topic_fails_clearly() {
 }
 
 #[test]
+fn separators_understand_escapes() {
+    let b = Broker::start();
+    let topic = unique("seps");
+    b.create_topic(&topic, 1);
+    b.ok(
+        &["produce", &topic, "--key-separator", "\\t"],
+        Some(b"k1\tv:1\n"),
+    );
+    let out = b.ok(
+        &[
+            "consume",
+            &topic,
+            "--from-beginning",
+            "--print-key",
+            "--key-separator",
+            " => ",
+            "--max-messages",
+            "1",
+            "--timeout-ms",
+            "15000",
+        ],
+        None,
+    );
+    assert_eq!(out, "k1 => v:1\n");
+}
+
+#[test]
 fn acks_modes_all_deliver() {
     let b = Broker::start();
     let topic = unique("acks");

@@ -16,6 +16,7 @@ use sluice_client::{
     Client, ConsumedRecord, FetchOptions, FetchPosition, KafkaCode, OffsetSpec, TimestampKind,
 };
 
+use super::output::unescape;
 use super::{CommonArgs, OutputFormat};
 
 /// Arguments of `sluice consume`.
@@ -55,7 +56,7 @@ pub struct ConsumeArgs {
     /// Print the offset (`Offset:<n>`).
     #[arg(long)]
     print_offset: bool,
-    /// Separator between printed fields (key, value, ...).
+    /// Separator between printed fields (key, value, ...); `\t` and `\n` are understood.
     #[arg(long, value_name = "SEP", default_value = "\t")]
     key_separator: String,
 }
@@ -253,7 +254,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
         timestamp: args.print_timestamp,
         partition: args.print_partition,
         offset: args.print_offset,
-        separator: args.key_separator.clone(),
+        separator: unescape(&args.key_separator),
     };
     let json_mode = args.common.output == OutputFormat::Json;
     let idle_limit = args.timeout_ms.map(Duration::from_millis);

@@ -73,6 +73,30 @@ pub fn topic_id(id: &sluice_client::Uuid) -> String {
     out
 }
 
+/// Interprets `\t`, `\n`, `\r` and `\\` in a separator typed on the command line.
+pub fn unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('t') => out.push('\t'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('\\') => out.push('\\'),
+            Some(other) => {
+                out.push('\\');
+                out.push(other);
+            }
+            None => out.push('\\'),
+        }
+    }
+    out
+}
+
 /// Formats broker ids as "1,2,3".
 pub fn ids(ids: &[i32]) -> String {
     ids.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
@@ -111,6 +135,16 @@ mod tests {
             topic_id(&sluice_client::Uuid::nil()),
             "AAAAAAAAAAAAAAAAAAAAAA"
         );
+    }
+
+    #[test]
+    fn separators_unescape() {
+        assert_eq!(unescape("\\t"), "\t");
+        assert_eq!(unescape("a\\nb"), "a\nb");
+        assert_eq!(unescape("\\\\"), "\\");
+        assert_eq!(unescape("\\x"), "\\x");
+        assert_eq!(unescape("::"), "::");
+        assert_eq!(unescape("\\"), "\\");
     }
 
     #[test]

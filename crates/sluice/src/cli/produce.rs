@@ -13,7 +13,7 @@ use sluice_client::{
 };
 use tokio::sync::mpsc;
 
-use super::output::{print, print_json, table};
+use super::output::{print, print_json, table, unescape};
 use super::topics::parse_key_value;
 use super::{CommonArgs, OutputFormat};
 
@@ -27,7 +27,8 @@ pub struct ProduceArgs {
     common: CommonArgs,
     /// Topic to write to.
     topic: String,
-    /// Split each line into key and value at the first SEP (lines without SEP are an error).
+    /// Split each line into key and value at the first SEP (lines without SEP are an error;
+    /// `\t` means a tab).
     #[arg(long, value_name = "SEP")]
     key_separator: Option<String>,
     /// Header added to every record, e.g. `--header source=cli` (repeatable).
@@ -246,6 +247,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<i32> {
         num_partitions,
         batch_size: args.batch_size as usize,
     };
+    let key_separator = args.key_separator.as_deref().map(unescape);
     let linger = Duration::from_millis(args.linger_ms);
     let mut lines = spawn_stdin_reader();
     let mut line_no: u64 = 0;
@@ -276,7 +278,7 @@ pub async fn run(args: ProduceArgs) -> anyhow::Result<i32> {
         let (key, value) = parse_line(
             &line,
             line_no,
-            args.key_separator.as_deref(),
+            key_separator.as_deref(),
             args.null_value_marker.as_deref(),
         )?;
         let partition = match (args.partition, &key) {
