@@ -203,6 +203,8 @@ const BATCH_LENGTH_END: usize = 12;
 const LAST_OFFSET_DELTA_AT: usize = 23;
 /// Offset of the magic byte.
 const MAGIC_AT: usize = 16;
+/// Offset of `maxTimestamp` inside a batch (after `firstTimestamp` at 27).
+const MAX_TIMESTAMP_AT: usize = 35;
 
 /// Decodes all complete batches in `data`. A trailing partial batch (brokers may cut the last
 /// one at `max_bytes`) is ignored.
@@ -221,13 +223,14 @@ pub fn decode_batches(mut data: Bytes) -> Result<DecodedRecords, String> {
             break; // partial batch at the end
         }
         let mut batch = data.split_to(total);
-        if batch.len() <= LAST_OFFSET_DELTA_AT + 4 {
+        if batch.len() < MAX_TIMESTAMP_AT + 8 {
             return Err(format!(
                 "batch at offset {base_offset} is too short ({total} bytes)"
             ));
         }
         let magic = batch[MAGIC_AT];
         let last_delta = (&batch[LAST_OFFSET_DELTA_AT..LAST_OFFSET_DELTA_AT + 4]).get_i32();
+        let max_timestamp = (&batch[MAX_TIMESTAMP_AT..MAX_TIMESTAMP_AT + 8]).get_i64();
         out.next_offset = Some(base_offset + i64::from(last_delta) + 1);
         if magic != 2 {
             return Err(format!(
@@ -240,13 +243,16 @@ pub fn decode_batches(mut data: Bytes) -> Result<DecodedRecords, String> {
             if r.control {
                 continue;
             }
+            // With LogAppendTime every record's timestamp is the batch's max timestamp (the
+            // broker rewrites only the batch header).
+            let (timestamp, timestamp_kind) = match r.timestamp_type {
+                TimestampType::Creation => (r.timestamp, TimestampKind::Create),
+                TimestampType::LogAppend => (max_timestamp, TimestampKind::LogAppend),
+            };
             out.records.push(ConsumedRecord {
                 offset: r.offset,
-                timestamp: r.timestamp,
-                timestamp_kind: match r.timestamp_type {
-                    TimestampType::Creation => TimestampKind::Create,
-                    TimestampType::LogAppend => TimestampKind::LogAppend,
-                },
+                timestamp,
+                timestamp_kind,
                 key: r.key,
                 value: r.value,
                 headers: r
@@ -349,6 +355,25 @@ mod tests {
         data[last] ^= 0xff;
         let err = decode_batches(Bytes::from(data)).unwrap_err();
         assert!(err.contains("Cyclic redundancy check failed"), "{err}");
+    }
+
+    #[test]
+    fn log_append_time_uses_batch_max_timestamp() {
+        let mut raw = encode_batch(&sample(), Compression::None, 5)
+            .unwrap()
+            .to_vec();
+        // Broker-style rewrite: set the LogAppendTime attribute bit and maxTimestamp, re-CRC.
+        let attrs = i16::from_be_bytes([raw[21], raw[22]]) | (1 << 3);
+        raw[21..23].copy_from_slice(&attrs.to_be_bytes());
+        raw[35..43].copy_from_slice(&1_800_000_000_000i64.to_be_bytes());
+        let crc = crc32c::crc32c(&raw[21..]);
+        raw[17..21].copy_from_slice(&crc.to_be_bytes());
+        let decoded = decode_batches(Bytes::from(raw)).unwrap();
+        assert_eq!(decoded.records.len(), 3);
+        for r in &decoded.records {
+            assert_eq!(r.timestamp_kind, TimestampKind::LogAppend);
+            assert_eq!(r.timestamp, 1_800_000_000_000);
+        }
     }
 
     #[test]
