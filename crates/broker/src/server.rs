@@ -130,7 +130,7 @@ pub async fn run(
                     conns.spawn(async move {
                         b.metrics.connections.fetch_add(1, Ordering::Relaxed);
                         b.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-                        serve_connection(b.clone(), stream, peer.to_string(), rx).await;
+                        serve_connection(b.clone(), stream, peer, rx).await;
                         b.metrics.connections.fetch_sub(1, Ordering::Relaxed);
                         drop(permit);
                     });
@@ -222,9 +222,11 @@ impl Drop for ConnPermit {
 async fn serve_connection(
     broker: Arc<Broker>,
     stream: TcpStream,
-    peer: String,
+    peer_addr: std::net::SocketAddr,
     mut stop: watch::Receiver<bool>,
 ) {
+    let peer = peer_addr.to_string();
+    let client_host = format!("/{}", peer_addr.ip());
     let (mut rd, wr) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
     let writer = tokio::spawn(async move {
@@ -298,7 +300,7 @@ async fn serve_connection(
             .map(|c| c.to_string())
             .unwrap_or_default();
         let t0 = Instant::now();
-        let response = match handlers::handle(&broker, request).await {
+        let response = match handlers::handle(&broker, request, &client_host).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(peer = %peer, client_id = %client_id, api = ?api, version, "closing connection: {e}");

@@ -25,9 +25,11 @@ use crate::state::Broker;
 pub struct CloseConnection(pub String);
 
 /// Handles one request. `Ok(None)` means "send no response" (Produce with acks=0).
+/// `client_host` is the peer's address as Kafka reports it in group APIs (`/127.0.0.1`).
 pub async fn handle(
     broker: &Arc<Broker>,
     request: Request,
+    client_host: &str,
 ) -> Result<Option<ResponseKind>, CloseConnection> {
     let version = request.header.request_api_version;
     let resp = match request.body {
@@ -87,7 +89,7 @@ pub async fn handle(
                 .map(|c| c.to_string())
                 .unwrap_or_default();
             // The connection's peer address is not passed to handlers yet.
-            let client_host = String::new();
+            let client_host = client_host.to_string();
             ResponseKind::JoinGroup(
                 groups::join_group(broker, r, version, client_id, client_host).await,
             )
