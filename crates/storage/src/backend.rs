@@ -78,6 +78,8 @@ pub trait Backend: Send + Sync {
     fn open(&self, path: &Path, create: bool) -> io::Result<Box<dyn BackendFile>>;
     /// Removes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Removes an empty directory.
+    fn remove_dir(&self, path: &Path) -> io::Result<()>;
     /// Atomically renames a file, replacing `to` if it exists.
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Whether a file or directory exists.
@@ -141,6 +143,9 @@ impl Backend for FileBackend {
     }
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_dir(path)
     }
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
         std::fs::rename(from, to)
@@ -423,6 +428,23 @@ impl Backend for MemoryBackend {
             .remove(path)
             .map(|_| ())
             .ok_or_else(|| not_found(path))
+    }
+
+    fn remove_dir(&self, path: &Path) -> io::Result<()> {
+        let mut ns = lock(&self.ns);
+        if !ns.dirs.contains(path) {
+            return Err(not_found(path));
+        }
+        let busy = ns.files.keys().any(|p| p.starts_with(path))
+            || ns.dirs.iter().any(|d| d != path && d.starts_with(path));
+        if busy {
+            return Err(io::Error::new(
+                io::ErrorKind::DirectoryNotEmpty,
+                format!("{}: directory not empty", path.display()),
+            ));
+        }
+        ns.dirs.remove(path);
+        Ok(())
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {

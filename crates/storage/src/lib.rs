@@ -165,6 +165,65 @@ pub struct ReadInfo {
     pub log_end_offset: i64,
 }
 
+/// Result of [`Log::enforce_retention`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments deleted.
+    pub segments_deleted: usize,
+    /// Bytes of the deleted segment files.
+    pub bytes_deleted: u64,
+    /// Log start offset afterwards.
+    pub log_start_offset: i64,
+}
+
+/// Options of one compaction pass ([`Log::clean`]); names follow Kafka's configs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanOptions {
+    /// Current wall-clock time in milliseconds.
+    pub now_ms: i64,
+    /// How long a tombstone stays readable after it reached the cleaned section
+    /// (`delete.retention.ms`).
+    pub delete_retention_ms: i64,
+    /// Segments whose largest timestamp is newer than `now_ms - min_compaction_lag_ms` are
+    /// not compacted yet (`min.compaction.lag.ms`).
+    pub min_compaction_lag_ms: i64,
+    /// I/O throttle in bytes per second (`log.cleaner.io.max.bytes.per.second`); the pass
+    /// sleeps as needed. `None`: unthrottled.
+    pub max_bytes_per_sec: Option<u64>,
+}
+
+/// What one compaction pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanStats {
+    /// Segments rewritten.
+    pub segments_cleaned: usize,
+    /// Bytes read (building the key map and rewriting).
+    pub bytes_read: u64,
+    /// Bytes written to the rewritten segments.
+    pub bytes_written: u64,
+    /// Records removed (superseded values and expired tombstones).
+    pub records_removed: u64,
+    /// Expired tombstones removed (included in `records_removed`).
+    pub tombstones_removed: u64,
+}
+
+/// How much a compacted log would gain from cleaning ([`Log::cleanable_info`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CleanableInfo {
+    /// `dirty bytes / (clean bytes + dirty bytes)` over the cleanable segments (0 when empty);
+    /// compare with `min.cleanable.dirty.ratio`.
+    pub dirty_ratio: f64,
+    /// Bytes of the dirty (never cleaned), cleanable segments.
+    pub cleanable_bytes: u64,
+    /// Bytes of the already cleaned segments.
+    pub clean_bytes: u64,
+    /// First offset not yet cleaned (the cleaner checkpoint).
+    pub first_dirty_offset: i64,
+    /// End of the cleanable range: the active segment and segments newer than the
+    /// compaction lag start here.
+    pub first_uncleanable_offset: i64,
+}
+
 /// Errors returned by the storage layer.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {

@@ -244,8 +244,12 @@ impl Writer {
 pub struct Log {
     backend: Arc<dyn Backend>,
     dir: PathBuf,
-    config: LogConfig,
+    config: RwLock<LogConfig>,
     writer: Mutex<Writer>,
+    /// Serializes the log-maintenance operations (retention, DeleteRecords, compaction,
+    /// truncation) against each other; appends and reads never take it. Always taken
+    /// before the writer lock.
+    maintenance: Mutex<()>,
     view: RwLock<View>,
     clean_open: bool,
     snapshot_loaded: AtomicBool,
@@ -274,6 +278,31 @@ impl Log {
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
         lock(&self.writer)
+    }
+
+    fn lock_maintenance(&self) -> MutexGuard<'_, ()> {
+        lock(&self.maintenance)
+    }
+
+    /// A copy of the current configuration.
+    fn cfg(&self) -> LogConfig {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Replaces the configuration used from now on (segment size and age, index interval and
+    /// size, flush policy). Existing segments, their indexes and unflushed data are left as
+    /// they are; the new values apply from the next append, roll or flush check.
+    pub fn set_config(&self, config: LogConfig) {
+        let _w = self.lock_writer();
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = config;
+    }
+
+    /// The configuration currently in use.
+    pub fn config(&self) -> LogConfig {
+        self.cfg()
     }
 
     fn path(&self, base: i64, ext: &str) -> PathBuf {
@@ -353,7 +382,7 @@ impl Log {
         let log = Log {
             backend,
             dir: dir.to_path_buf(),
-            config,
+            config: RwLock::new(config),
             writer: Mutex::new(Writer {
                 producers: ProducerStates::default(),
                 epochs: EpochCache::default(),
@@ -372,6 +401,7 @@ impl Log {
             }),
             clean_open: clean,
             snapshot_loaded: AtomicBool::new(false),
+            maintenance: Mutex::new(()),
         };
         log.recover(clean)?;
         Ok(log)
@@ -474,10 +504,9 @@ impl Log {
         }
         let active_base = segments.last().map(|s| s.base_offset).unwrap_or(0);
         let log_end = segments.last().map(|s| s.next_offset).unwrap_or(0);
-        let first = segments
-            .first()
-            .map(|s| s.first_batch_offset.unwrap_or(s.base_offset))
-            .unwrap_or(0);
+        // The first segment's base offset (not its first batch: compaction may have removed
+        // the first batches without moving the log start).
+        let first = segments.first().map(|s| s.base_offset).unwrap_or(0);
         let log_start = start_file.map_or(first, |f| f.max(first)).min(log_end);
         if recovery_point > log_end {
             warn!(dir = %self.dir.display(), recovery_point, log_end, "log ends before its recovery point");
@@ -650,6 +679,7 @@ impl Log {
         let mut expected = i64::MIN;
         let mut cut_rest = false;
         let now = now_ms();
+        let cfg = self.cfg();
         for (i, &base) in bases.iter().enumerate() {
             // After a clean shutdown only batches beyond the recovery point are validated;
             // otherwise (like Kafka) every batch of the segment containing the recovery point
@@ -699,7 +729,7 @@ impl Log {
                                 ),
                             )
                         } else {
-                            seg.on_batch(&header, pos, &self.config);
+                            seg.on_batch(&header, pos, &cfg);
                             if seg.created_ms.is_none() {
                                 seg.created_ms = Some(if header.max_timestamp > 0 {
                                     header.max_timestamp
@@ -866,6 +896,7 @@ impl Log {
         }
 
         // Publish.
+        let cfg = self.cfg();
         {
             let mut v = self.write_view();
             let Some(seg) = v.segments.last_mut() else {
@@ -875,19 +906,17 @@ impl Log {
                 seg.created_ms = Some(now);
             }
             for (h, rel_pos) in &headers {
-                seg.on_batch(h, pos + rel_pos, &self.config);
+                seg.on_batch(h, pos + rel_pos, &cfg);
             }
             v.log_end = next;
         }
         w.producers.commit(pending);
         w.epochs.assign(leader_epoch, log_end);
         w.unflushed_messages += u64::try_from(record_count).unwrap_or(0);
-        let due_messages = self
-            .config
+        let due_messages = cfg
             .flush_messages
             .is_some_and(|n| w.unflushed_messages >= n);
-        let due_time = self
-            .config
+        let due_time = cfg
             .flush_ms
             .is_some_and(|ms| w.last_flush.elapsed() >= Duration::from_millis(ms));
         if due_messages || due_time {
@@ -910,16 +939,17 @@ impl Log {
             if a.size == 0 {
                 return Ok(());
             }
-            let max_size = self.config.segment_bytes.min(u64::from(u32::MAX));
+            let cfg = self.cfg();
+            let max_size = cfg.segment_bytes.min(u64::from(u32::MAX));
             let too_big = a.size + add > max_size;
-            let too_old = match (self.config.segment_ms, a.created_ms) {
+            let too_old = match (cfg.segment_ms, a.created_ms) {
                 (Some(ms), Some(c)) => {
                     now.saturating_sub(c) >= i64::try_from(ms).unwrap_or(i64::MAX)
                 }
                 _ => false,
             };
             let offsets_overflow = last_offset - a.base_offset > i64::from(i32::MAX);
-            if !(too_big || too_old || offsets_overflow || a.index_full(&self.config)) {
+            if !(too_big || too_old || offsets_overflow || a.index_full(&cfg)) {
                 return Ok(());
             }
             v.log_end
@@ -1067,7 +1097,7 @@ impl Log {
     /// Flushes if the `flush_ms` policy says the last flush is too old (and there is
     /// anything to flush). Call periodically.
     pub fn maybe_flush(&self) -> Result<()> {
-        let Some(ms) = self.config.flush_ms else {
+        let Some(ms) = self.cfg().flush_ms else {
             return Ok(());
         };
         let mut w = self.lock_writer();
@@ -1380,6 +1410,7 @@ impl Log {
     /// log start, the log is emptied and restarts at `offset`. Producer state and the leader
     /// epoch cache are rebuilt/truncated accordingly.
     pub fn truncate_to(&self, offset: i64) -> Result<()> {
+        let _m = self.lock_maintenance();
         let mut w = self.lock_writer();
         w.check_writable()?;
         let (log_start, log_end) = {
@@ -1441,7 +1472,7 @@ impl Log {
         snap.file.sync().map_err(io)?;
         // Rebuild the segment's in-memory state from its (now shorter) contents.
         let mut fresh = Segment::new(base, snap.file.clone(), snap.path.clone());
-        scan_into(&mut fresh, &self.config, cut)?;
+        scan_into(&mut fresh, &self.cfg(), cut)?;
         for ext in ["index", "timeindex"] {
             let p = self.path(base, ext);
             let f = self.open_file(&p, true)?;
@@ -1628,5 +1659,9 @@ fn read_exact(snap: &SegSnap, pos: u64, len: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+mod retention;
+
+#[cfg(test)]
+mod lifecycle_tests;
 #[cfg(test)]
 mod tests;
