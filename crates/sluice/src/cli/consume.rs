@@ -275,10 +275,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
             }
             opts.max_wait = opts.max_wait.min(left);
         }
+        let round_started = Instant::now();
         let fetched = tokio::select! {
             _ = &mut ctrl_c => break 'outer,
             r = client.fetch(&positions, opts) => r?,
         };
+        let got_records = fetched.iter().any(|p| !p.records.is_empty());
         let mut out = Vec::new();
         let mut transient = false;
         for part in fetched {
@@ -327,10 +329,21 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
         if !out.is_empty() {
             write_out(&out)?;
         }
-        if transient {
+        // Back off after errors, and after empty answers that came back early (a broker that
+        // does not honour max_wait would otherwise make this loop spin).
+        let pause = if transient {
+            Duration::from_millis(200)
+        } else if !got_records {
+            opts.max_wait
+                .saturating_sub(round_started.elapsed())
+                .min(Duration::from_millis(100))
+        } else {
+            Duration::ZERO
+        };
+        if !pause.is_zero() {
             tokio::select! {
                 _ = &mut ctrl_c => break 'outer,
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = tokio::time::sleep(pause) => {}
             }
         }
     }
