@@ -410,7 +410,7 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::InvalidInput("no bootstrap servers".into())))
     }
 
-    async fn conn(&mut self, addr: &str) -> Result<&mut Connection> {
+    pub(crate) async fn conn(&mut self, addr: &str) -> Result<&mut Connection> {
         if !self.conns.contains_key(addr) {
             let c = Connection::connect(
                 addr,

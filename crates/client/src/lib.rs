@@ -5,12 +5,14 @@
 //! from a `host:port,...` list, routes partition requests to leaders via Metadata, and offers
 //! the admin, produce and fetch operations the CLI needs.
 //!
-//! Consumer groups are not implemented yet; consumers work on explicit partition positions
-//! ([`FetchPosition`]), so group coordination can later sit on top of [`Client::fetch`].
+//! Consumer-group *administration* (coordinator lookup, list, describe, delete, committed
+//! offsets) is in [`Client::describe_group`] and its neighbours; the client does not join
+//! groups itself: consumers work on explicit partition positions ([`FetchPosition`]).
 
 mod client;
 mod conn;
 mod error;
+mod groups;
 mod partitioner;
 mod records;
 
@@ -24,6 +26,10 @@ pub use conn::{
     MAX_FRAME_BYTES,
 };
 pub use error::{ClientError, KafkaCode, Result};
+pub use groups::{
+    decode_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,
+    NON_EMPTY_GROUP,
+};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use records::{
     decode_batches, encode_batch, set_base_offset, Compression, ConsumedRecord, DecodedRecords,
