@@ -29,10 +29,15 @@ fuzz_target!(|data: &[u8]| {
                 let mut bytes: Bytes = buf.freeze();
                 let again = RequestKind::decode(api, &mut bytes, version)
                     .expect("re-encoded request does not decode");
-                assert_eq!(again, req.body, "request changed in an encode/decode round trip");
+                assert_eq!(
+                    again, req.body,
+                    "request changed in an encode/decode round trip"
+                );
             }
         }
-        Err(ProtocolError::BadBody { api: a, version: v, .. }) => {
+        Err(ProtocolError::BadBody {
+            api: a, version: v, ..
+        }) => {
             assert_eq!((a, v), (api, version));
         }
         Err(e) => panic!("valid header refused: {e}"),

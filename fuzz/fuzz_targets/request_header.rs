@@ -21,7 +21,10 @@ fuzz_target!(|data: &[u8]| {
         Err(ProtocolError::UnknownApiKey(k)) => assert!(ApiKey::try_from(k).is_err()),
         Err(ProtocolError::UnsupportedApi(k)) => assert!(api::supported(k).is_none()),
         Err(ProtocolError::UnsupportedApiVersions { correlation_id, .. }) => {
-            assert_eq!(Some(correlation_id), sluice_protocol::peek_correlation_id(data));
+            assert_eq!(
+                Some(correlation_id),
+                sluice_protocol::peek_correlation_id(data)
+            );
             let resp = sluice_protocol::unsupported_api_versions_response(correlation_id);
             assert!(resp.len() > 8);
         }

@@ -1,0 +1,106 @@
+"""Starting and stopping a throwaway Sluice broker for the soak test and the frame recorder."""
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def sluice_bin():
+    env = os.environ.get("SLUICE_BIN")
+    if env:
+        return env
+    for p in ("target/release/sluice", "target/debug/sluice"):
+        full = os.path.join(ROOT, p)
+        if os.path.exists(full):
+            return full
+    raise RuntimeError("no sluice binary: set SLUICE_BIN or run `cargo build -p sluice`")
+
+
+class Broker:
+    """A broker process on free loopback ports with a temporary data dir."""
+
+    def __init__(self, advertised_port=None, extra_args=()):
+        self.port = free_port()
+        self.http_port = free_port()
+        self.data = tempfile.mkdtemp(prefix="sluice-soak-")
+        self.log_path = os.path.join(self.data, "broker.log")
+        args = [
+            sluice_bin(), "broker",
+            "--listen", f"127.0.0.1:{self.port}",
+            "--http", f"127.0.0.1:{self.http_port}",
+            "--data-dir", os.path.join(self.data, "d"),
+            "--log-level", "warn",
+            "--set", "num.partitions=1",
+        ]
+        if advertised_port:
+            args += ["--advertised", f"127.0.0.1:{advertised_port}"]
+        args += list(extra_args)
+        self.log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        self._wait_ready()
+
+    @property
+    def bootstrap(self):
+        return f"127.0.0.1:{self.port}"
+
+    def _wait_ready(self, timeout=30):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"broker exited with {self.proc.returncode}: {self.tail()}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("broker did not start listening")
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def live(self):
+        """GET /health/live; returns the HTTP status or None."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/health/live", timeout=5
+            ) as r:
+                return r.status
+        except Exception:  # noqa: BLE001 - any failure means "not live"
+            return None
+
+    def rss_kb(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return -1
+
+    def tail(self, n=4000):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-n:].decode(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.data, ignore_errors=True)
