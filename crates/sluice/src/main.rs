@@ -26,6 +26,8 @@ enum Command {
     Produce(cli::ProduceArgs),
     /// Print records of a topic to stdout.
     Consume(cli::ConsumeArgs),
+    /// List, describe (with lag), delete consumer groups and reset their offsets.
+    Groups(cli::GroupsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -35,6 +37,7 @@ fn main() -> anyhow::Result<()> {
         Command::Topics(args) => cli::run(cli::Tool::Topics(args)),
         Command::Produce(args) => cli::run(cli::Tool::Produce(args)),
         Command::Consume(args) => cli::run(cli::Tool::Consume(args)),
+        Command::Groups(args) => cli::run(cli::Tool::Groups(args)),
     }
 }
 

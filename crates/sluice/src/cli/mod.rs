@@ -1,10 +1,11 @@
-//! Console tools: `sluice topics`, `sluice produce`, `sluice consume`.
+//! Console tools: `sluice topics`, `sluice produce`, `sluice consume`, `sluice groups`.
 //!
 //! Each tool runs on its own tokio runtime (the binary's `main` stays synchronous because
 //! `sluice broker` builds its own runtime). Errors are printed as `error: ...` with exit code 1;
 //! a closed stdout (e.g. `| head`) ends a tool quietly with exit code 0.
 
 mod consume;
+mod groups;
 mod output;
 mod produce;
 mod topics;
@@ -15,6 +16,7 @@ use clap::{Args, ValueEnum};
 use sluice_client::{Client, ClientConfig};
 
 pub use consume::ConsumeArgs;
+pub use groups::GroupsArgs;
 pub use produce::ProduceArgs;
 pub use topics::TopicsArgs;
 
@@ -66,6 +68,8 @@ pub enum Tool {
     Produce(ProduceArgs),
     /// `sluice consume ...`
     Consume(ConsumeArgs),
+    /// `sluice groups ...`
+    Groups(GroupsArgs),
 }
 
 /// Runs a console tool to completion and exits the process with its status.
@@ -86,6 +90,7 @@ pub fn run(tool: Tool) -> ! {
             Tool::Topics(args) => topics::run(args).await,
             Tool::Produce(args) => produce::run(args).await,
             Tool::Consume(args) => consume::run(args).await,
+            Tool::Groups(args) => groups::run(args).await,
         }
     });
     // Do not wait for the blocking stdin reader thread (it may be parked in a read).
