@@ -872,3 +872,123 @@ async fn timestamps_and_keyless_records_on_compacted_topics() {
     assert_eq!(err, 0);
     b.stop().await;
 }
+
+/// Re-encodes a batch header field in place and fixes the CRC, so only the field is "bad".
+fn patch_and_recrc(mut b: BytesMut, at: usize, bytes: &[u8]) -> Bytes {
+    b[at..at + bytes.len()].copy_from_slice(bytes);
+    let crc = crc32c::crc32c(&b[21..]);
+    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    b.freeze()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_records_and_arguments_get_kafka_error_codes() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    create_topic(&mut c, "bad", 1).await;
+    let good = BytesMut::from(&batch(&[("k", "v")], Compression::None, -1, 0)[..]);
+
+    // Magic byte 1 (old message format): INVALID_RECORD or CORRUPT_MESSAGE, never accepted.
+    let mut m = good.clone();
+    m[16] = 1;
+    let (err, _) = produce(&mut c, "bad", 0, m.freeze()).await;
+    assert!(err == 87 || err == 2, "magic 1 gave {err}");
+    // Truncated batch.
+    let (err, _) = produce(&mut c, "bad", 0, good.clone().freeze().slice(0..40)).await;
+    assert!(err == 2 || err == 87, "truncated gave {err}");
+    // last_offset_delta inconsistent with the record count.
+    let (err, _) = produce(
+        &mut c,
+        "bad",
+        0,
+        patch_and_recrc(good.clone(), 23, &5i32.to_be_bytes()),
+    )
+    .await;
+    assert_eq!(err, 87, "INVALID_RECORD for offset delta mismatch");
+    // Two batches in one partition's records.
+    let two = [&good[..], &good[..]].concat();
+    let (err, _) = produce(&mut c, "bad", 0, Bytes::from(two)).await;
+    assert_eq!(err, 87, "INVALID_RECORD for two batches");
+    // A compressed batch that does not decompress, on a topic where the broker must look inside.
+    create_topic_with(&mut c, "cmp", &[("cleanup.policy", "compact")]).await;
+    let gz = BytesMut::from(&batch(&[("k", "v")], Compression::Gzip, -1, 0)[..]);
+    let n = gz.len();
+    let mut broken = gz.clone();
+    for i in 61..n {
+        broken[i] = 0x5a;
+    }
+    let crc = crc32c::crc32c(&broken[21..]);
+    broken[17..21].copy_from_slice(&crc.to_be_bytes());
+    let (err, _) = produce(&mut c, "cmp", 0, broken.freeze()).await;
+    assert_eq!(err, 2, "CORRUPT_MESSAGE for undecompressable payload");
+    // acks=2 is not a valid acks value.
+    let req = ProduceRequest::default()
+        .with_acks(2)
+        .with_timeout_ms(1000)
+        .with_topic_data(vec![produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("bad")))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(good.clone().freeze())),
+            ])]);
+    let resp = c.send(9, &req).await;
+    assert_eq!(
+        resp.responses[0].partition_responses[0].error_code, 21,
+        "INVALID_REQUIRED_ACKS"
+    );
+
+    // Names and arguments.
+    for (name, code) in [
+        (".", 17),
+        ("..", 17),
+        ("x".repeat(250).as_str(), 17),
+        ("sp ace", 17),
+    ] {
+        assert_eq!(
+            create_topic(&mut c, name, 1).await,
+            code,
+            "topic name {name:?}"
+        );
+    }
+    let req = |p: i32, rf: i16| {
+        CreateTopicsRequest::default()
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("args")))
+                .with_num_partitions(p)
+                .with_replication_factor(rf)])
+            .with_timeout_ms(1000)
+    };
+    assert_eq!(
+        c.send(7, &req(-2, 1)).await.topics[0].error_code,
+        37,
+        "INVALID_PARTITIONS"
+    );
+    assert_eq!(
+        c.send(7, &req(1, 0)).await.topics[0].error_code,
+        38,
+        "INVALID_REPLICATION_FACTOR"
+    );
+    assert_eq!(
+        c.send(7, &req(1, -2)).await.topics[0].error_code,
+        38,
+        "INVALID_REPLICATION_FACTOR"
+    );
+    assert_eq!(
+        c.send(7, &req(1, 3)).await.topics[0].error_code,
+        38,
+        "RF above broker count"
+    );
+    assert_eq!(
+        c.send(7, &req(-1, -1)).await.topics[0].error_code,
+        0,
+        "KIP-464 defaults"
+    );
+    // Unknown partition on fetch and list offsets.
+    let (err, _, _) = fetch(&mut c, "bad", 9, 0, 0).await;
+    assert_eq!(err, 3);
+    // The broker still serves normal traffic.
+    let (err, _) = produce(&mut c, "bad", 0, good.freeze()).await;
+    assert_eq!(err, 0);
+    b.stop().await;
+}
