@@ -94,6 +94,20 @@ class Broker:
         except OSError:
             return ""
 
+    def crash_reason(self):
+        """The lines of the broker log that explain an abnormal exit (panic / abort)."""
+        try:
+            with open(self.log_path, "rb") as f:
+                text = f.read().decode(errors="replace")
+        except OSError:
+            return ""
+        keep = [
+            line for line in text.splitlines()
+            if "panicked at" in line or "memory allocation" in line or "ERROR" in line
+            or "in kafka_protocol" in line or "kafka_protocol::" in line
+        ]
+        return "\n".join(keep[:12])
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()
