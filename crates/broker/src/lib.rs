@@ -83,5 +83,15 @@ pub async fn run(
     config: BrokerConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
-    server::run(config, shutdown).await
+    server::run(config, None, shutdown).await
+}
+
+/// Like [`run`], with partition logs stored through `backend` instead of the file system
+/// (tests use `sluice_storage::MemoryBackend` to inject disk-full and I/O faults).
+pub async fn run_with_backend(
+    config: BrokerConfig,
+    backend: std::sync::Arc<dyn sluice_storage::Backend>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), BrokerError> {
+    server::run(config, Some(backend), shutdown).await
 }

@@ -46,6 +46,7 @@ fn split_host_port(addr: &str) -> Result<(String, i32), BrokerError> {
 
 pub async fn run(
     config: BrokerConfig,
+    backend: Option<Arc<dyn sluice_storage::Backend>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     let started = Instant::now();
@@ -62,8 +63,9 @@ pub async fn run(
     let meta = load_or_format(&config.data_dir, config.node_id)?;
     let data_dir = config.data_dir.clone();
     // Recovery runs before the listener binds.
-    let broker =
-        tokio::task::block_in_place(|| Broker::open(config, meta, lock, adv_host, adv_port))?;
+    let broker = tokio::task::block_in_place(|| {
+        Broker::open(config, meta, lock, adv_host, adv_port, backend)
+    })?;
     let broker = Arc::new(broker);
 
     let listen_addr = format!("{listen_host}:{listen_port}");

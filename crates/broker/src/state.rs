@@ -112,6 +112,7 @@ impl Broker {
         lock: DirLock,
         advertised_host: String,
         advertised_port: i32,
+        backend: Option<Arc<dyn Backend>>,
     ) -> Result<Broker, BrokerError> {
         let controller = Controller::open(&config.data_dir, &meta.cluster_id, config.node_id)?;
         let producer_ids = ProducerIds::open(&config.data_dir)?;
@@ -125,7 +126,7 @@ impl Broker {
             metrics: Metrics::default(),
             admin_lock: tokio::sync::Mutex::new(()),
             groups: crate::groups::Groups::new(&config.settings),
-            backend: Arc::new(FileBackend::new()),
+            backend: backend.unwrap_or_else(|| Arc::new(FileBackend::new())),
             partitions: RwLock::new(HashMap::new()),
             offline: RwLock::new(HashMap::new()),
             _lock: lock,

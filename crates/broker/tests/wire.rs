@@ -992,3 +992,81 @@ async fn bad_records_and_arguments_get_kafka_error_codes() {
     assert_eq!(err, 0);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_full_gives_storage_error_and_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let backend = std::sync::Arc::new(sluice_storage::MemoryBackend::new());
+    let (settings, _) = BrokerSettings::from_map(&BTreeMap::new()).unwrap();
+    let cfg = BrokerConfig {
+        listen: addr.clone(),
+        advertised: None,
+        data_dir: dir.path().to_path_buf(),
+        node_id: 1,
+        http: None,
+        settings,
+    };
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let be = backend.clone();
+    let task = tokio::spawn(async move {
+        sluice_broker::run_with_backend(cfg, be, async move {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    for _ in 0..200 {
+        if TcpStream::connect(&addr).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut c = Conn::open(&addr).await;
+    assert_eq!(create_topic(&mut c, "full", 1).await, 0);
+    assert_eq!(
+        produce(
+            &mut c,
+            "full",
+            0,
+            batch(&[("k", "1")], Compression::None, -1, 0)
+        )
+        .await,
+        (0, 0)
+    );
+    backend.enospc_after(Some(0));
+    let (err, _) = produce(
+        &mut c,
+        "full",
+        0,
+        batch(&[("k", "2")], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!(err, 56, "KAFKA_STORAGE_ERROR while the disk is full");
+    // Other requests keep working.
+    let (err, hw, data) = fetch(&mut c, "full", 0, 0, 0).await;
+    assert_eq!((err, hw), (0, 1));
+    assert_eq!(values(data), vec![(0, "1".to_string())]);
+    // Space returns: appends continue densely, nothing partial is visible.
+    backend.enospc_after(None);
+    let (err, base) = produce(
+        &mut c,
+        "full",
+        0,
+        batch(&[("k", "3")], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!((err, base), (0, 1));
+    let (_, hw, data) = fetch(&mut c, "full", 0, 0, 0).await;
+    assert_eq!(hw, 2);
+    assert_eq!(
+        values(data),
+        vec![(0, "1".to_string()), (1, "3".to_string())]
+    );
+    tx.send(()).unwrap();
+    task.await.unwrap();
+}
