@@ -13,6 +13,7 @@ mod dirs;
 mod groups;
 mod handlers;
 mod http;
+mod lifecycle;
 mod lag;
 mod metrics;
 mod producer_ids;

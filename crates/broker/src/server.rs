@@ -114,6 +114,7 @@ pub async fn run(
     );
 
     let limits = Arc::new(ConnLimits::new(&broker));
+    let maintenance = crate::lifecycle::spawn(broker.clone(), stop_rx.clone());
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -156,6 +157,9 @@ pub async fn run(
     }
     if let Some(t) = http_task {
         let _ = tokio::time::timeout(Duration::from_millis(500), t).await;
+    }
+    for t in maintenance {
+        let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     tokio::task::block_in_place(|| broker.close_all());
     tracing::info!("stopped cleanly");

@@ -277,6 +277,7 @@ impl Broker {
             if let Ok(mut c) = h.config.write() {
                 *c = tc.clone();
             }
+            h.log.set_config(log_config(&tc));
         }
     }
 

@@ -1070,3 +1070,86 @@ async fn disk_full_gives_storage_error_and_recovers() {
     tx.send(()).unwrap();
     task.await.unwrap();
 }
+
+async fn list_offset(c: &mut Conn, topic: &str, ts: i64) -> (i16, i64) {
+    let req = ListOffsetsRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![
+                list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_timestamp(ts),
+            ])]);
+    let r = c.send(7, &req).await;
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.offset)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_records_and_time_retention() {
+    let b = TestBroker::start(&[("log.retention.check.interval.ms", "100")]).await;
+    let mut c = Conn::open(&b.addr).await;
+    create_topic(&mut c, "dr", 1).await;
+    for i in 0..5 {
+        let v = format!("v{i}");
+        produce(
+            &mut c,
+            "dr",
+            0,
+            batch(&[("k", &v)], Compression::None, -1, 0),
+        )
+        .await;
+    }
+    let req = DeleteRecordsRequest::default()
+        .with_timeout_ms(1000)
+        .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str("dr")))
+            .with_partitions(vec![
+                delete_records_request::DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(3),
+            ])]);
+    let r = c.send(2, &req).await;
+    assert_eq!(r.topics[0].partitions[0].error_code, 0);
+    assert_eq!(r.topics[0].partitions[0].low_watermark, 3);
+    assert_eq!(list_offset(&mut c, "dr", -2).await, (0, 3));
+    let (err, _, _) = fetch(&mut c, "dr", 0, 1, 0).await;
+    assert_eq!(err, 1, "below the log start: OFFSET_OUT_OF_RANGE");
+    let (_, _, data) = fetch(&mut c, "dr", 0, 3, 0).await;
+    assert_eq!(values(data)[0], (3, "v3".to_string()));
+    let mut beyond = req.clone();
+    beyond.topics[0].partitions[0].offset = 99;
+    assert_eq!(
+        c.send(2, &beyond).await.topics[0].partitions[0].error_code,
+        1
+    );
+
+    // Time retention: records from 2023 in a topic keeping one day are deleted, even on a
+    // quiet topic whose only segment is the active one.
+    let r = create_topic_with(
+        &mut c,
+        "old",
+        &[("retention.ms", "86400000"), ("segment.ms", "100")],
+    )
+    .await;
+    assert_eq!(r.topics[0].error_code, 0);
+    produce(
+        &mut c,
+        "old",
+        0,
+        batch(&[("a", "1"), ("b", "2")], Compression::None, -1, 0),
+    )
+    .await;
+    let mut start = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        start = list_offset(&mut c, "old", -2).await.1;
+        if start == 2 {
+            break;
+        }
+    }
+    assert_eq!(start, 2, "retention advanced the log start offset");
+    assert_eq!(list_offset(&mut c, "old", -1).await.1, 2);
+    b.stop().await;
+}

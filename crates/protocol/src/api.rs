@@ -45,6 +45,7 @@ pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DeleteGroups, DeleteGroupsRequest::VERSIONS),
     (ApiKey::OffsetDelete, OffsetDeleteRequest::VERSIONS),
     (ApiKey::AlterConfigs, AlterConfigsRequest::VERSIONS),
+    (ApiKey::DeleteRecords, DeleteRecordsRequest::VERSIONS),
     (
         ApiKey::IncrementalAlterConfigs,
         IncrementalAlterConfigsRequest::VERSIONS,

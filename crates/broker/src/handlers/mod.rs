@@ -4,6 +4,7 @@
 
 mod admin;
 mod configs;
+mod delete_records;
 mod fetch;
 mod groups;
 mod list_offsets;
@@ -75,6 +76,9 @@ pub async fn handle(
         RequestKind::IncrementalAlterConfigs(r) => ResponseKind::IncrementalAlterConfigs(
             configs::incremental_alter_configs(broker, r).await,
         ),
+        RequestKind::DeleteRecords(r) => {
+            ResponseKind::DeleteRecords(delete_records::handle(broker, r))
+        }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer::init_producer_id(broker, r))
         }
@@ -143,6 +147,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::InitProducerId => "InitProducerId",
+        ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::AlterConfigs => "AlterConfigs",
         ApiKey::IncrementalAlterConfigs => "IncrementalAlterConfigs",
         ApiKey::OffsetForLeaderEpoch => "OffsetForLeaderEpoch",

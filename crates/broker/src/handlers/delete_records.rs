@@ -1,0 +1,62 @@
+//! DeleteRecords (KIP-107): move a partition's log start offset forward.
+
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use sluice_storage::StorageError;
+
+use crate::codes;
+use crate::state::{Broker, PartitionLookup};
+
+pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.to_string();
+        let mut parts = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let mut r = DeleteRecordsPartitionResult::default();
+            r.partition_index = p.partition_index;
+            r.low_watermark = -1;
+            match broker.partition(&name, p.partition_index) {
+                PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
+                PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
+                PartitionLookup::Online(h) => {
+                    // -1 means "up to the high watermark".
+                    let target = if p.offset == -1 {
+                        h.log.log_end_offset()
+                    } else {
+                        p.offset
+                    };
+                    let outcome = if target < 0 {
+                        Err(StorageError::OffsetOutOfRange {
+                            requested: target,
+                            log_start: h.log.log_start_offset(),
+                            log_end: h.log.log_end_offset(),
+                        })
+                    } else {
+                        tokio::task::block_in_place(|| h.log.delete_records_before(target))
+                    };
+                    match outcome {
+                        Ok(start) => r.low_watermark = start,
+                        Err(StorageError::OffsetOutOfRange { .. }) => {
+                            r.error_code = codes::OFFSET_OUT_OF_RANGE
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %name, partition = p.partition_index, "delete records failed: {e}");
+                            r.error_code = codes::KAFKA_STORAGE_ERROR;
+                        }
+                    }
+                }
+            }
+            parts.push(r);
+        }
+        let mut tr = DeleteRecordsTopicResult::default();
+        tr.name = t.name;
+        tr.partitions = parts;
+        topics.push(tr);
+    }
+    let mut resp = DeleteRecordsResponse::default();
+    resp.topics = topics;
+    resp
+}
