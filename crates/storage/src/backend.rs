@@ -175,6 +175,7 @@ struct Faults {
     fail_write_in: AtomicU64,
     fail_sync_in: AtomicU64,
     short_write_in: AtomicU64,
+    fail_rename_in: AtomicU64,
     /// `u64::MAX` = unlimited.
     space_left: AtomicU64,
 }
@@ -335,6 +336,11 @@ impl MemoryBackend {
         self.faults.fail_sync_in.store(n, Ordering::SeqCst);
     }
 
+    /// The `n`-th `rename` from now (1-based) fails without renaming. 0 disables.
+    pub fn fail_nth_rename(&self, n: u64) {
+        self.faults.fail_rename_in.store(n, Ordering::SeqCst);
+    }
+
     /// The `n`-th `write_at` from now writes only half its buffer (a legal short write).
     pub fn short_nth_write(&self, n: u64) {
         self.faults.short_write_in.store(n, Ordering::SeqCst);
@@ -448,6 +454,9 @@ impl Backend for MemoryBackend {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        if fires(&self.faults.fail_rename_in) {
+            return Err(io::Error::other("injected rename failure"));
+        }
         let mut ns = lock(&self.ns);
         let f = ns.files.remove(from).ok_or_else(|| not_found(from))?;
         ns.files.insert(to.to_path_buf(), f);

@@ -292,6 +292,52 @@ pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
     Ok(h)
 }
 
+/// Validates one batch read back from a log segment. Like [`validate`], but compaction may
+/// have removed records from the batch while keeping its `lastOffsetDelta` (so the offsets
+/// of the kept records and the producer's sequence range stay the same), so this only
+/// requires `0 <= recordsCount <= lastOffsetDelta + 1`.
+pub fn validate_stored(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let h = BatchHeader::parse(buf)?;
+    let total = h.total_len();
+    if buf.len() != total {
+        return Err(if buf.len() < total {
+            BatchError::Truncated
+        } else {
+            BatchError::Invalid(format!(
+                "buffer holds {} bytes but batch length says {total}",
+                buf.len()
+            ))
+        });
+    }
+    let actual = crc32c::crc32c(&buf[CRC_START..]);
+    if actual != h.crc {
+        return Err(BatchError::BadCrc {
+            expected: h.crc,
+            actual,
+        });
+    }
+    if h.records_count < 0 || h.last_offset_delta < 0 {
+        return Err(BatchError::Invalid(format!(
+            "negative record count {} or last offset delta {}",
+            h.records_count, h.last_offset_delta
+        )));
+    }
+    if i64::from(h.records_count) > i64::from(h.last_offset_delta) + 1 {
+        return Err(BatchError::Invalid(format!(
+            "{} records do not fit in last offset delta {}",
+            h.records_count, h.last_offset_delta
+        )));
+    }
+    if h.compression() == 0 && (h.records_count as usize) * MIN_RECORD_LEN > total - HEADER_LEN {
+        return Err(BatchError::Invalid(format!(
+            "{} records cannot fit in {} bytes",
+            h.records_count,
+            total - HEADER_LEN
+        )));
+    }
+    Ok(h)
+}
+
 /// Splits and validates several concatenated batches. A trailing partial batch is an error.
 pub fn split(buf: &[u8]) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError> {
     let mut out = Vec::new();
@@ -358,8 +404,9 @@ pub struct RecordInfo {
 /// Decodes the records of one batch (decompressing if needed) and returns per-record facts.
 ///
 /// Refuses batches claiming more than [`MAX_DECODE_RECORDS`] records.
+/// Accepts batches compacted by the log cleaner (see [`validate_stored`]).
 pub fn records(buf: &[u8]) -> Result<Vec<RecordInfo>, BatchError> {
-    let h = validate(buf)?;
+    let h = validate_stored(buf)?;
     if h.records_count > MAX_DECODE_RECORDS {
         return Err(BatchError::Invalid(format!(
             "refusing to decode {} records",

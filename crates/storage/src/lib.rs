@@ -87,6 +87,7 @@
 
 pub mod backend;
 pub mod batch;
+mod compact;
 mod epoch;
 mod log;
 mod producer;

@@ -21,6 +21,7 @@ const RECOVERY_POINT_FILE: &str = "recovery-point";
 const CLEAN_SHUTDOWN_FILE: &str = "clean-shutdown";
 const EPOCH_CHECKPOINT_FILE: &str = "leader-epoch-checkpoint";
 const LOG_START_FILE: &str = "log-start-offset";
+const CLEANER_CHECKPOINT_FILE: &str = "cleaner-offset-checkpoint";
 const INDEX_ENTRY_LEN: usize = 8;
 const TIME_ENTRY_LEN: usize = 12;
 
@@ -458,6 +459,11 @@ impl Log {
     }
 
     fn recover(&self, clean: bool) -> Result<()> {
+        let swapped = self.recover_swaps()?;
+        // Offset gaps left by compaction are legal below the cleaner checkpoint.
+        let cleaned_upto = self
+            .read_cleaner_checkpoint()?
+            .map_or(i64::MIN, |c| c.first_dirty);
         let (bases, index_files) = self.list_segments()?;
         let recovery_point = self.read_offset_file(RECOVERY_POINT_FILE)?.unwrap_or(0);
         let start_file = self.read_offset_file(LOG_START_FILE)?;
@@ -468,7 +474,7 @@ impl Log {
             }),
             None => EpochCache::new_dirty(),
         };
-        let snapshot = if clean && !epochs.dirty {
+        let snapshot = if clean && !epochs.dirty && !swapped {
             self.load_snapshot(&bases)?
         } else {
             None
@@ -477,7 +483,7 @@ impl Log {
         self.snapshot_loaded.store(fast, Ordering::Relaxed);
         let (mut segments, producers) = match snapshot {
             Some(x) => x,
-            None => self.scan_segments(&bases, clean, recovery_point, &mut epochs)?,
+            None => self.scan_segments(&bases, clean, recovery_point, cleaned_upto, &mut epochs)?,
         };
         // Orphan index files.
         for p in index_files {
@@ -580,7 +586,8 @@ impl Log {
         let mut segments = Vec::with_capacity(bases.len());
         let mut expected = None;
         for m in &snap.segments {
-            if expected.is_some_and(|e| e != m.base) || m.next_offset < m.base {
+            // Segments may be separated by gaps left by compaction, never overlap.
+            if expected.is_some_and(|e| e > m.base) || m.next_offset < m.base {
                 return Ok(None);
             }
             expected = Some(m.next_offset);
@@ -672,6 +679,7 @@ impl Log {
         bases: &[i64],
         clean: bool,
         recovery_point: i64,
+        cleaned_upto: i64,
         epochs: &mut EpochCache,
     ) -> Result<(Vec<Segment>, ProducerStates)> {
         let mut producers = ProducerStates::default();
@@ -695,7 +703,8 @@ impl Log {
             let file = self.open_file(&path, false)?;
             let len = file.len().map_err(|e| StorageError::io(&path, e))?;
             let mut seg = Segment::new(base, file.clone(), path.clone());
-            if expected != i64::MIN && base != expected {
+            let cleaner_gap = base > expected && base <= cleaned_upto;
+            if expected != i64::MIN && base != expected && !cleaner_gap {
                 // A segment must continue exactly where the previous one ends; anything
                 // else means the previous segment lost its (unflushed) tail.
                 let reason =
@@ -720,7 +729,9 @@ impl Log {
                 let (pos, reason) = match item {
                     Item::End => break,
                     Item::Batch { pos, header } => {
-                        if header.base_offset != seg.next_offset {
+                        let cleaner_gap = header.base_offset > seg.next_offset
+                            && header.base_offset <= cleaned_upto;
+                        if header.base_offset != seg.next_offset && !cleaner_gap {
                             (
                                 pos,
                                 format!(
@@ -1184,7 +1195,11 @@ impl Log {
             let Some(mut i) = v.find(offset) else {
                 return Ok(empty);
             };
-            while v.segments.get(i).is_some_and(|s| s.next_offset <= offset)
+            // Skip segments ending at or before `offset`, and segments emptied by compaction.
+            while v
+                .segments
+                .get(i)
+                .is_some_and(|s| s.next_offset <= offset || s.size == 0)
                 && i + 1 < v.segments.len()
             {
                 i += 1;
@@ -1480,6 +1495,7 @@ impl Log {
         }
         let new_end = fresh.next_offset;
         self.lower_recovery_point(&mut w, new_end)?;
+        self.clamp_cleaner_checkpoint(new_end)?;
         {
             let mut v = self.write_view();
             if let Some(s) = v.segments.last_mut() {
@@ -1518,6 +1534,7 @@ impl Log {
             v.segments.iter().map(|s| s.base_offset).collect()
         };
         self.write_offset_file(LOG_START_FILE, offset)?;
+        self.clamp_cleaner_checkpoint(offset)?;
         for b in &old {
             self.remove_segment_files(*b)?;
         }
@@ -1659,8 +1676,11 @@ fn read_exact(snap: &SegSnap, pos: u64, len: usize) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
+mod clean;
 mod retention;
 
+#[cfg(test)]
+mod clean_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]

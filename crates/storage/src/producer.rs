@@ -149,6 +149,14 @@ impl ProducerStates {
         Ok(Check::Append)
     }
 
+    /// Last offset of each producer's latest data batch.
+    pub(crate) fn last_batch_offsets(&self) -> HashMap<i64, i64> {
+        self.map
+            .iter()
+            .filter_map(|(pid, e)| e.batches.back().map(|b| (*pid, b.last_offset)))
+            .collect()
+    }
+
     /// Applies staged entries.
     pub(crate) fn commit(&mut self, pending: HashMap<i64, ProducerEntry>) {
         self.map.extend(pending);

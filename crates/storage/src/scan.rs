@@ -101,7 +101,7 @@ impl<'a> Scanner<'a> {
             if !self.ensure(pos, total, VALIDATE_CHUNK)? {
                 return bad("partial batch (short read)".into());
             }
-            if let Err(e) = batch::validate(self.slice(pos, total)) {
+            if let Err(e) = batch::validate_stored(self.slice(pos, total)) {
                 return bad(e.to_string());
             }
         } else if header.records_count < 0 || header.last_offset_delta < 0 {
