@@ -258,8 +258,16 @@ public final class Main {
             admin.incrementalAlterConfigs(Map.of(res, List.of(
                 new AlterConfigOp(new ConfigEntry("retention.ms", "3600000"), AlterConfigOp.OpType.SET))))
                 .all().get(20, TimeUnit.SECONDS);
-            cfg = admin.describeConfigs(List.of(res)).all().get(20, TimeUnit.SECONDS).get(res);
-            ConfigEntry ret = cfg.get("retention.ms");
+            // Kafka (KRaft) applies config changes asynchronously: re-read for a few seconds.
+            ConfigEntry ret = null;
+            for (int i = 0; i < 25; i++) {
+                cfg = admin.describeConfigs(List.of(res)).all().get(20, TimeUnit.SECONDS).get(res);
+                ret = cfg.get("retention.ms");
+                if ("3600000".equals(ret.value())) {
+                    break;
+                }
+                Thread.sleep(200);
+            }
             check("3600000".equals(ret.value()), "retention.ms after alter = " + ret.value());
             obs("admin", "retention.ms.altered", ret.value() + "/" + ret.source());
             admin.createPartitions(Map.of(t, NewPartitions.increaseTo(3))).all().get(20, TimeUnit.SECONDS);
