@@ -303,3 +303,37 @@ def test_invalid_topic_name_rejected(broker, name):
     with pytest.raises(KafkaException) as ei:
         fut.result(timeout=30)
     assert ei.value.args[0].code() == KafkaError.TOPIC_EXCEPTION, ei.value
+
+
+def test_create_topic_broker_defaults_and_bad_replication(broker, topic):
+    """num_partitions/replication_factor -1 take the broker defaults (KIP-464); a replication
+    factor above the broker count is INVALID_REPLICATION_FACTOR."""
+    a = admin(broker)
+    fut = a.create_topics([NewTopic(topic)], operation_timeout=15)[topic]  # -1 / -1
+    assert fut.result(timeout=30) is None
+    t = wait_for_topic(broker.bootstrap, topic)
+    res = a.describe_configs([ConfigResource("broker", "1")], request_timeout=15)
+    default_partitions = int(next(iter(res.values())).result(timeout=30)["num.partitions"].value)
+    assert len(t.partitions) == default_partitions
+    other = unique("t-rf3")
+    bad = a.create_topics([NewTopic(other, num_partitions=1, replication_factor=3)])[other]
+    with pytest.raises(KafkaException) as ei:
+        bad.result(timeout=30)
+    assert ei.value.args[0].code() == KafkaError.INVALID_REPLICATION_FACTOR
+    assert not topic_exists(broker.bootstrap, other)
+
+
+def test_unknown_topic_errors(broker):
+    """DescribeConfigs, CreatePartitions and ListOffsets on a topic that does not exist."""
+    a = admin(broker)
+    name = unique("t-missing")
+    res = a.describe_configs([ConfigResource("topic", name)], request_timeout=15)
+    with pytest.raises(KafkaException) as ei:
+        next(iter(res.values())).result(timeout=30)
+    assert ei.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    fut = a.create_partitions([NewPartitions(name, 3)])[name]
+    with pytest.raises(KafkaException) as ei:
+        fut.result(timeout=30)
+    assert ei.value.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert not topic_exists(broker.bootstrap, name), "a failed admin call must not create the topic"
+
