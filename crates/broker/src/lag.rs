@@ -10,15 +10,18 @@
 //! an observation when the committed offset changed, or when [`SAMPLE_EVERY_MS`] passed since
 //! the previous one — so a busy consumer fills its window quickly and an idle one still ages.
 //!
-//! # The rules, most severe first
+//! # The rules, checked in this order (the first that matches decides)
 //!
 //! * **ERROR** — the partition's log cannot be read: the topic or partition is gone, or its
 //!   log is offline. Nothing else about it can be judged.
 //! * **OK** — the current lag is zero. A consumer that has caught up is fine however long ago
 //!   it last committed.
-//! * **STOPPED** — lag is positive and nobody is consuming: the group has no members, or its
-//!   latest commit is older than the time span the window covers (commits stopped while the
-//!   window kept aging, Burrow's "stopped" rule).
+//! * **STOPPED** — lag is positive and the group has no members: nobody will consume it.
+//! * **OK** — some observation in the window had zero lag: the consumer caught up recently,
+//!   so new lag is not judged until those observations have left the window (a consumer that
+//!   was idle and quiet for an hour is not blamed for the first record that arrives).
+//! * **STOPPED** — the window is full and the latest commit is older than the time span the
+//!   window covers: commits stopped while the window kept aging (Burrow's "stopped" rule).
 //! * **STALLED** — lag is positive, the window is full, and the committed offset is the same in
 //!   every sample: members are there (perhaps committing the same offset again and again) but
 //!   do not make progress.
@@ -32,7 +35,7 @@
 //! 1 WARNING, 2 STALLED, 3 STOPPED, 4 ERROR) is what `/metrics` exports.
 //!
 //! [`LagTracker`] and [`evaluate_partition`] are pure (the caller passes the time), so the
-//! rules are unit-tested without a broker; [`collect`] and [`spawn_sampler`] read the live
+//! rules are unit-tested without a broker; [`inputs`] and [`spawn_sampler`] read the live
 //! coordinator and partition logs.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -155,6 +158,9 @@ pub fn evaluate_partition(
     let (Some(first), Some(last)) = (window.first(), window.last()) else {
         return Status::Ok;
     };
+    if window.iter().any(|s| s.lag == 0) {
+        return Status::Ok;
+    }
     let span = last.at_ms.saturating_sub(first.at_ms);
     if full && span > 0 && now_ms.saturating_sub(last_commit_ms) > span {
         return Status::Stopped;
@@ -462,6 +468,25 @@ mod tests {
         let now = last_commit + span;
         assert_ne!(
             evaluate_partition(&w, last_of(&w), last_commit, true, now),
+            Status::Stopped
+        );
+    }
+
+    #[test]
+    fn recently_caught_up_is_ok() {
+        // Idle and caught up for a long time, then records arrive: no verdict until the
+        // zero-lag observations leave the window.
+        let mut pts = vec![(10, 10); WINDOW - 1];
+        pts.push((10, 15));
+        let w = window(&pts);
+        let now = 10_000_000;
+        assert_eq!(
+            evaluate_partition(&w, last_of(&w), 0, true, now),
+            Status::Ok
+        );
+        let w = window(&[(10, 15); WINDOW]);
+        assert_eq!(
+            evaluate_partition(&w, last_of(&w), 0, true, now),
             Status::Stopped
         );
     }
