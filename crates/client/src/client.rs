@@ -429,6 +429,11 @@ impl Client {
             })
     }
 
+    /// Forgets the connection to `addr` (after a transport error), so the next use reconnects.
+    pub(crate) fn drop_conn(&mut self, addr: &str) {
+        self.conns.remove(addr);
+    }
+
     /// Sends to a specific address, dropping the connection on transport errors.
     async fn send_to<R: Request>(
         &mut self,

@@ -138,7 +138,14 @@ impl Client {
                 .map(|(a, b)| format!("{a}-{b}"))
                 .unwrap_or_else(|| "none".into()),
         })?;
-        conn.send_versioned(req, version).await
+        let result = conn.send_versioned(req, version).await;
+        if matches!(
+            result,
+            Err(ClientError::Io { .. } | ClientError::Timeout { .. })
+        ) {
+            self.drop_conn(addr);
+        }
+        result
     }
 
     async fn any_broker(&mut self) -> Result<String> {
@@ -184,7 +191,7 @@ impl Client {
                 Ok(v) => return Ok(v),
                 Err(e)
                     if e.kafka_code().is_some_and(|c| coordinator_error(c.0))
-                        || matches!(e, ClientError::Io { .. }) =>
+                        || matches!(e, ClientError::Io { .. } | ClientError::Connect { .. }) =>
                 {
                     last = Some(e)
                 }
