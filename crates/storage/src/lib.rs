@@ -11,8 +11,12 @@
 //!
 //! * `{base_offset:020}.log` — a segment: a plain concatenation of v2 record batches, in
 //!   offset order, each exactly as described in [`batch`] (61-byte header + records). The
-//!   file name is the offset of the segment's first batch (offsets are dense within a log).
-//!   No other framing: the file size is the sum of the batch sizes.
+//!   file name is the segment's base offset. Offsets are dense (each batch starts at the
+//!   previous batch's last offset + 1) except below the cleaner checkpoint, where compaction
+//!   leaves gaps: it drops batches and records but never renumbers, and a compacted batch
+//!   keeps its `lastOffsetDelta` with fewer records (see [`batch::validate_stored`]); a
+//!   compacted segment may even be empty. No other framing: the file size is the sum of the
+//!   batch sizes.
 //! * `{base_offset:020}.index` — sparse offset index: 8-byte entries
 //!   `[relative_offset: u32][position: u32]`, where `relative_offset = batch.base_offset -
 //!   segment_base` and `position` is the byte position of that batch in the `.log` file.
@@ -39,7 +43,17 @@
 //! * `leader-epoch-checkpoint` — text, Kafka's format: `"0\n{count}\n"` then one line
 //!   `"{epoch} {start_offset}\n"` per epoch, epochs and start offsets increasing.
 //! * `log-start-offset` — optional text `"0\n{offset}\n"`; raises the log start offset above
-//!   the first batch's base offset.
+//!   the first segment's base offset. Written (atomically) by [`Log::enforce_retention`] and
+//!   [`Log::delete_records_before`] *before* they delete any segment file, so a crash in
+//!   between reopens with the right start (leftover segments wholly below it are deleted by
+//!   the next retention pass).
+//! * `cleaner-offset-checkpoint` — text `"0\n{first_dirty}\n{n}\n"` then `n` lines
+//!   `"{end_offset} {cleaned_at_ms}\n"`: compaction state (first offset not yet cleaned, and
+//!   when each range entered the cleaned section, for `delete.retention.ms`). While a pass
+//!   swaps segments its new version sits in `cleaner-offset-checkpoint.pending`.
+//! * `{base_offset:020}.log.cleaned`, `{base_offset:020}.log.swap` — a rewritten segment
+//!   being written / complete and waiting to replace `{base_offset:020}.log` (the crash-safe
+//!   swap protocol is documented in the `log::clean` module).
 //! * `*.tmp` — temporaries of the atomic writes above; deleted on open.
 //!
 //! Index files are derived data: they are kept in memory, written lazily (on flush, roll
@@ -54,8 +68,12 @@
 //! reads, no record decoding) to rebuild the in-memory indexes, the idempotent-producer state
 //! and the leader epoch cache:
 //!
+//! * First an interrupted compaction swap is finished (no `.log.cleaned` left: every
+//!   `.log.swap` replaces its `.log`, the pending checkpoint is published) or rolled back
+//!   (`.log.cleaned` present: every `.cleaned`/`.swap`/pending file is deleted).
 //! * Offsets must be dense: each batch starts at the previous batch's last offset + 1, and
-//!   each segment's base offset equals the previous segment's end.
+//!   each segment's base offset equals the previous segment's end, except that gaps ending
+//!   at or below the cleaner checkpoint's `first_dirty` are accepted (compaction).
 //! * Which batches are fully validated (length, magic, CRC-32C, offset deltas): after a
 //!   clean shutdown only batches ending at or after the recovery point; otherwise, like
 //!   Kafka, every batch of the segment containing the recovery point and of all later
@@ -67,8 +85,8 @@
 //!   damaged: open fails with [`StorageError::Corrupt`] and nothing is cut.
 //! * Index files that do not match the rebuilt in-memory index (missing, short, stale) are
 //!   rewritten; matching ones are left alone.
-//! * The log start offset is the first segment's first batch offset (or the segment base if
-//!   empty), raised to `log-start-offset` if that is larger. An empty directory starts at 0.
+//! * The log start offset is the first segment's base offset, raised to `log-start-offset`
+//!   if that is larger. An empty directory starts at 0.
 //! * The leader epoch cache is loaded from `leader-epoch-checkpoint` and extended with any
 //!   larger `partitionLeaderEpoch` found in the batches (so a missing file is rebuilt);
 //!   entries starting beyond the log end are dropped.
@@ -80,7 +98,11 @@
 //!
 //! # Concurrency
 //!
-//! Appends, truncation and flushes are serialized by an internal mutex. Reads take a short
+//! Appends, truncation and flushes are serialized by an internal mutex. Maintenance
+//! (retention, DeleteRecords, compaction, truncation) is serialized by a second mutex taken
+//! before it; a compaction pass holds the writer mutex and the segment-list write lock only
+//! to swap rewritten segments in, so appends and reads continue during a pass and a reader
+//! that already picked a segment keeps reading its old file. Reads take a short
 //! read lock to look up the segment and index position, then copy bytes with positional
 //! reads without any lock, so they never wait for an append's disk write. Appended batches
 //! become visible to readers only after they were written completely.
