@@ -605,6 +605,65 @@ mod tests {
         assert_eq!(encode_segment("a b/ç"), "a%20b%2F%C3%A7");
     }
 
+    #[derive(Debug, clap::Parser)]
+    struct Wrapper {
+        #[command(flatten)]
+        args: GroupsArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<Wrapper, clap::Error> {
+        use clap::Parser;
+        Wrapper::try_parse_from(std::iter::once("groups").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn reset_needs_exactly_one_target() {
+        let w = parse(&["reset-offsets", "g", "--topic", "t", "--shift-by", "-3"]).unwrap();
+        match w.args.command {
+            GroupsCommand::ResetOffsets(a) => {
+                assert_eq!(a.shift_by, Some(-3));
+                assert!(!a.execute);
+            }
+            other => panic!("parsed as {other:?}"),
+        }
+        let w = parse(&[
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to-datetime",
+            "2026-11-23T10:00:00Z",
+            "--execute",
+        ])
+        .unwrap();
+        assert!(
+            matches!(w.args.command, GroupsCommand::ResetOffsets(ref a) if a.execute && a.to_datetime == Some(1_795_428_000_000))
+        );
+        assert!(parse(&["reset-offsets", "g", "--topic", "t"]).is_err());
+        assert!(parse(&[
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to-earliest",
+            "--to-latest"
+        ])
+        .is_err());
+        assert!(parse(&["reset-offsets", "g", "--to-earliest"]).is_err());
+        assert!(parse(&[
+            "reset-offsets",
+            "g",
+            "--topic",
+            "t",
+            "--to-datetime",
+            "soon"
+        ])
+        .is_err());
+        let w = parse(&["describe", "g", "--output", "json", "--http-server", "off"]).unwrap();
+        assert!(matches!(w.args.command, GroupsCommand::Describe(ref d) if d.http_server == "off"));
+        assert!(parse(&["describe"]).is_err());
+    }
+
     #[test]
     fn lag_of_row() {
         let mut r = Row {
