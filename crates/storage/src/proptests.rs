@@ -26,6 +26,11 @@ enum Op {
     Truncate(u16),
     /// An append whose write fails (I/O error, or ENOSPC after this many bytes).
     FailingAppend(Option<u16>),
+    /// An append whose write is cut short once (a legal short write): must still succeed.
+    ShortWriteAppend,
+    /// An append whose fsync fails (with `flush_messages = Some(1)`): refused, the log goes
+    /// offline; then a power cut and reopen.
+    FailingSyncAppend,
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -37,6 +42,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => Just(Op::Crash),
         1 => (0u16..1000).prop_map(Op::Truncate),
         1 => prop::option::of(0u16..200).prop_map(Op::FailingAppend),
+        1 => Just(Op::ShortWriteAppend),
+        1 => Just(Op::FailingSyncAppend),
     ]
 }
 
@@ -125,6 +132,54 @@ fn run(ops: Vec<Op>, cfg: LogConfig) {
                     assert!(r.unwrap_err().is_no_space());
                 }
                 assert_eq!(log.log_end_offset(), end);
+            }
+            Op::ShortWriteAppend => {
+                be.short_nth_write(1);
+                ts += 3;
+                let b = make_batch(2, 200, false, ts);
+                let end = log.log_end_offset();
+                let info = log.append(BytesMut::from(&b[..]), 0);
+                be.short_nth_write(0);
+                let info = info.unwrap();
+                assert_eq!(info.base_offset, end);
+                let mut b = b;
+                batch::set_base_offset(&mut b, end);
+                batch::set_partition_leader_epoch(&mut b, 0);
+                model.push(b);
+                if sync_every {
+                    durable = model.len();
+                }
+            }
+            Op::FailingSyncAppend => {
+                ts += 3;
+                let b = make_batch(1, 50, false, ts);
+                if sync_every {
+                    be.fail_nth_sync(1);
+                    let r = log.append(BytesMut::from(&b[..]), 0);
+                    be.fail_nth_sync(0);
+                    assert!(
+                        r.is_err(),
+                        "append whose fsync failed must not be acknowledged"
+                    );
+                    // Offline now: further appends are refused.
+                    assert!(log.append(BytesMut::from(&b[..]), 0).is_err());
+                }
+                be.crash();
+                drop(log);
+                log = open();
+                let got = read_all(&log);
+                assert!(got.len() >= durable, "lost acknowledged batches");
+                assert!(
+                    got.len() <= model.len(),
+                    "unacknowledged batch survived a power cut"
+                );
+                assert_eq!(
+                    &got[..],
+                    &model[..got.len()],
+                    "recovered log is not a prefix"
+                );
+                model.truncate(got.len());
+                durable = model.len();
             }
             Op::Flush => {
                 log.flush().unwrap();
