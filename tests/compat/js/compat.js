@@ -133,8 +133,19 @@ const scenarios = {
       });
       check(value === '3600000', `retention.ms after alter = ${value}`);
       await a.createPartitions({ topicPartitions: [{ topic, count: 3 }] });
-      const offs = await a.fetchTopicOffsets(topic);
-      check(offs.length === 3, `fetchTopicOffsets partitions ${offs.length}`);
+      // New partitions get their leader asynchronously on Kafka: retry for a few seconds.
+      let offs = [];
+      let lastErr = '';
+      await waitFor(10000, async () => {
+        try {
+          offs = await a.fetchTopicOffsets(topic);
+        } catch (e) {
+          lastErr = e.type || e.message;
+          return false;
+        }
+        return offs.length === 3;
+      });
+      check(offs.length === 3, `fetchTopicOffsets partitions ${offs.length} ${lastErr}`);
       const cl = await a.describeCluster();
       check(cl.brokers.length >= 1 && cl.clusterId, 'describeCluster');
       await a.deleteTopics({ topics: [topic] });
