@@ -1,9 +1,8 @@
 //! Regression tests for inputs found by the fuzz targets in `fuzz/` (see `scripts/fuzz`) and
 //! by the bad-input soak test (`tests/soak`).
 //!
-//! Tests marked `#[ignore]` document a bug that is not fixed yet: they abort the whole test
-//! process (an allocation failure is not a panic), so they cannot run by default. Run them one
-//! at a time with `cargo test -p sluice-protocol --test fuzz_regressions -- --ignored NAME`.
+//! The huge-count cases were fixed by bounding kafka-protocol's pre-allocation
+//! (vendor/kafka-protocol/SLUICE-PATCH.md).
 
 use std::path::PathBuf;
 
@@ -62,7 +61,7 @@ fn moderate_array_count_lie_is_a_body_error() {
 /// the allocation fails and the process aborts (SIGABRT): one unauthenticated request kills
 /// the broker. Expected: `BadBody`.
 #[test]
-#[ignore = "aborts the process: kafka-protocol 0.18 pre-allocates arrays from the wire count"]
+
 fn metadata_huge_topic_array_count_is_refused() {
     let f = frame_v1_header(3, 4, &i32::MAX.to_be_bytes());
     assert!(matches!(
@@ -74,7 +73,7 @@ fn metadata_huge_topic_array_count_is_refused() {
 /// Found by `request_body`: CreateTopics v5 (flexible) with a compact-array topic count of
 /// `u32::MAX` (unsigned varint `ff ff ff ff 0f`): `CompactArray::decode` asks for ~400 GB.
 #[test]
-#[ignore = "aborts the process: kafka-protocol 0.18 pre-allocates compact arrays from the wire count"]
+
 fn create_topics_huge_compact_array_count_is_refused() {
     let mut b = BytesMut::new();
     b.put_i16(19);

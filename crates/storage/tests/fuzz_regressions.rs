@@ -1,9 +1,8 @@
 //! Regression tests for inputs found by the `record_batch` / `record_batch_mutate` /
 //! `recovery` fuzz targets (`fuzz/`, `scripts/fuzz`).
 //!
-//! Tests marked `#[ignore]` document a bug that is not fixed yet: they abort the test process
-//! (allocation failure), so they cannot run by default. Run one with
-//! `cargo test -p sluice-storage --test fuzz_regressions -- --ignored NAME`.
+//! The huge-count cases were fixed by bounding kafka-protocol's pre-allocation
+//! (vendor/kafka-protocol/SLUICE-PATCH.md).
 
 use sluice_storage::batch;
 
@@ -79,7 +78,6 @@ fn records_with_huge_record_count_is_refused() {
 /// `fe ff ff ff 0f`): kafka-protocol's `Record::decode_new` calls
 /// `IndexMap::with_capacity(num_headers)` first. Expected: an error.
 #[test]
-#[ignore = "aborts the process: kafka-protocol 0.18 pre-allocates record headers from the wire count"]
 fn record_with_huge_header_count_is_refused() {
     // length 10, attributes, ts delta, offset delta, key -1, value -1, headers i32::MAX
     let rec = [0x14, 0, 0, 0, 1, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f];
