@@ -1,0 +1,178 @@
+"""Log compaction seen through real clients: after the cleaner ran, a consumer reading from
+the beginning sees exactly the latest value of each live key at its original offset, no deleted
+key, and new records still go to the next offsets. Uncompressed and compressed producers
+(compressed batches lose some records, so the broker must rewrite them)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import KafkaError
+
+from helpers import confluent_producer, create_topic, kp_consume
+from lifecycle_util import Stored, read_partition, wait_for, watermarks
+
+# Segments roll on the first append after 100 ms; any dirty data makes the log cleanable;
+# tombstones go in the first pass after the one that first saw them.
+COMPACT = {
+    "cleanup.policy": "compact",
+    "segment.ms": "100",
+    "min.cleanable.dirty.ratio": "0.01",
+    "delete.retention.ms": "0",
+}
+KEYS = 20
+ROUNDS = 3
+DELETED = 5  # k0..k4 get tombstones
+ROLL_PAUSE_S = 0.25  # > segment.ms: the next append starts a new segment
+CLEAN_TIMEOUT_S = 30.0
+
+
+def key(i: int) -> bytes:
+    return b"k%02d" % i
+
+
+class Produced:
+    """Every record produced, with the offset its delivery report gave."""
+
+    def __init__(self, bootstrap: str, topic: str, compression: str):
+        self.topic = topic
+        self.p = confluent_producer(bootstrap, linger_ms=20, compression_type=compression,
+                                    enable_idempotence=True)
+        self.log: list[tuple[int, bytes, bytes | None]] = []
+
+    def batch(self, records: list[tuple[bytes, bytes | None]]) -> list[int]:
+        """Produce `records`, wait for all delivery reports, then pause so the next append
+        rolls the segment. Returns their offsets."""
+        got: dict[int, tuple[int, bytes, bytes | None]] = {}
+        errors = []
+
+        def cb(err, msg, i):
+            if err:
+                errors.append(err)
+            else:
+                got[i] = (msg.offset(), msg.key(), msg.value())
+
+        for i, (k, v) in enumerate(records):
+            self.p.produce(self.topic, key=k, value=v, partition=0,
+                           on_delivery=lambda err, msg, i=i: cb(err, msg, i))
+        assert self.p.flush(30) == 0, "records not delivered within 30s"
+        assert not errors, f"delivery errors: {errors[:5]}"
+        recs = [got[i] for i in range(len(records))]
+        offsets = [o for o, _, _ in recs]
+        assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), offsets
+        self.log.extend(recs)
+        time.sleep(ROLL_PAUSE_S)
+        return offsets
+
+    def expected(self, keep_tombstones: bool) -> list[Stored]:
+        """The fully cleaned log: the latest record per key among all but the last record
+        (which sits alone in the active segment, never cleaned), then that last record."""
+        *cleanable, last = self.log
+        latest: dict[bytes, tuple[int, bytes | None]] = {}
+        for off, k, v in cleanable:
+            latest[k] = (off, v)
+        out = [Stored(off, k, v) for k, (off, v) in latest.items() if keep_tombstones or v is not None]
+        out.sort(key=lambda s: s.offset)
+        return out + [Stored(last[0], last[1], last[2])]
+
+
+def view(bootstrap: str, topic: str) -> list[Stored]:
+    return [Stored(r.offset, r.key, r.value) for r in read_partition(bootstrap, topic)]
+
+
+def diff(got: list[Stored], want: list[Stored]) -> str:
+    g, w = set(got), set(want)
+    return (f"unexpected (not cleaned or wrong offset/value): {sorted(g - w, key=lambda s: s.offset)[:10]}; "
+            f"missing: {sorted(w - g, key=lambda s: s.offset)[:10]}; got {len(got)} want {len(want)}")
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd", "lz4"])
+def test_compaction_keeps_latest_value_per_key(broker, topic, compression):
+    b = broker.bootstrap
+    create_topic(b, topic, 1, COMPACT)
+    prod = Produced(b, topic, compression)
+
+    # Several rounds of values for every key, each in its own segment(s), then tombstones.
+    for r in range(ROUNDS):
+        prod.batch([(key(i), b"v%d-%02d-" % (r, i) + b"x" * 100) for i in range(KEYS)])
+    prod.batch([(key(i), None) for i in range(DELETED)])
+    prod.batch([(b"roll", b"1")])  # rolls: everything before it is cleanable
+
+    # Pass 1: old values are gone; tombstones may remain (Kafka keeps them until a later pass).
+    with_tomb = prod.expected(keep_tombstones=True)
+    live = prod.expected(keep_tombstones=False)
+
+    def cleaned_once(got):
+        return got == [s for s in with_tomb if s in set(got)] and set(live) <= set(got)
+
+    got = wait_for(lambda: view(b, topic), cleaned_once, CLEAN_TIMEOUT_S,
+                   f"the first cleaning of {topic} ({len(prod.log)} records -> {len(with_tomb)})")
+
+    # New dirty data (updates, one deleted key comes back) triggers another pass, which drops
+    # the tombstones (delete.retention.ms=0 has passed since the pass that saw them).
+    prod.batch([(key(i), b"v9-%02d" % i) for i in (0, 5, 6, 7, 8, 9)])
+    prod.batch([(b"roll", b"2")])
+    want = prod.expected(keep_tombstones=False)
+    try:
+        got = wait_for(lambda: view(b, topic), lambda g: g == want, CLEAN_TIMEOUT_S,
+                       f"the second cleaning of {topic}")
+    except AssertionError:
+        got = view(b, topic)
+        raise AssertionError(f"{topic} ({compression}) not compacted as expected within "
+                             f"{CLEAN_TIMEOUT_S}s: {diff(got, want)}") from None
+
+    live_keys = {s.key for s in got}
+    deleted = {key(i) for i in range(1, DELETED)}
+    assert not live_keys & deleted, f"deleted keys still readable: {sorted(live_keys & deleted)}"
+    assert {key(i) for i in range(KEYS)} - deleted <= live_keys
+    assert all(s.value is not None for s in got), "a tombstone survived the second pass"
+
+    # Another client parses the rewritten batches the same way.
+    kp = kp_consume(b, topic, [0], expected=len(want), timeout=20)
+    assert [(r.offset, r.key, r.value) for r in kp] == [(s.offset, s.key, s.value) for s in want], \
+        "kafka-python reads the compacted log differently"
+
+    # New records append at the next offsets, after the offset gaps the cleaner left.
+    low, high = watermarks(b, topic)
+    assert high == prod.log[-1][0] + 1, f"high watermark {high} after last produced offset {prod.log[-1][0]}"
+    more = prod.batch([(key(i), b"after-%02d" % i) for i in range(3)])
+    assert more == [high, high + 1, high + 2], f"records after cleaning got offsets {more}, expected from {high}"
+    tail = read_partition(b, topic, start=high)
+    assert [(s.offset, s.key, s.value) for s in tail] == [(o, k, v) for o, k, v in prod.log[-3:]]
+
+
+def test_keyless_record_to_compacted_topic_is_refused_confluent(broker, topic):
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {"cleanup.policy": "compact"})
+    p = confluent_producer(b, linger_ms=0, retries=0)
+    reports = []
+    # Separate batches: a batch holding a keyless record is refused as a whole, as in Kafka.
+    p.produce(topic, key=None, value=b"no key", partition=0, on_delivery=lambda e, m: reports.append((e, m)))
+    assert p.flush(30) == 0
+    p.produce(topic, key=b"k", value=b"keyed", partition=0, on_delivery=lambda e, m: reports.append((e, m)))
+    assert p.flush(30) == 0
+    assert len(reports) == 2
+    (err, _), (err2, msg2) = reports
+    assert err is not None and err.code() == KafkaError.INVALID_RECORD, \
+        f"keyless record to a compacted topic: expected INVALID_RECORD, got {err}"
+    assert err2 is None, f"the keyed record after it failed: {err2}"
+    assert msg2.offset() == 0, f"the refused record took an offset: keyed record at {msg2.offset()}"
+    assert [(s.key, s.value) for s in read_partition(b, topic)] == [(b"k", b"keyed")]
+
+
+def test_keyless_record_to_compacted_topic_is_refused_kafka_python(broker, topic):
+    from kafka import KafkaProducer
+    from kafka.errors import InvalidRecordError
+
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {"cleanup.policy": "compact"})
+    p = KafkaProducer(bootstrap_servers=b, retries=0, linger_ms=0)
+    try:
+        fut = p.send(topic, key=None, value=b"no key", partition=0)
+        with pytest.raises(InvalidRecordError):
+            fut.get(timeout=30)
+        md = p.send(topic, key=b"k", value=b"keyed", partition=0).get(timeout=30)
+        assert md.offset == 0, f"the refused record took an offset: keyed record at {md.offset}"
+    finally:
+        p.close(timeout=10)
