@@ -128,6 +128,13 @@ def test_compaction_keeps_latest_value_per_key(broker, topic, compression):
     assert {key(i) for i in range(KEYS)} - deleted <= live_keys
     assert all(s.value is not None for s in got), "a tombstone survived the second pass"
 
+    # A fetch from an offset the cleaner removed starts at the next surviving record.
+    removed = [o for o, k, _ in prod.log if k == key(DELETED)][0]  # round 0 value of a live key
+    surviving = sorted(s.offset for s in want)
+    after = read_partition(b, topic, start=removed)
+    assert after and after[0].offset == min(o for o in surviving if o > removed), \
+        f"fetch from removed offset {removed} started at {after[0].offset if after else None}"
+
     # Another client parses the rewritten batches the same way.
     kp = kp_consume(b, topic, [0], expected=len(want), timeout=20)
     assert [(r.offset, r.key, r.value) for r in kp] == [(s.offset, s.key, s.value) for s in want], \
@@ -176,3 +183,47 @@ def test_keyless_record_to_compacted_topic_is_refused_kafka_python(broker, topic
         assert md.offset == 0, f"the refused record took an offset: keyed record at {md.offset}"
     finally:
         p.close(timeout=10)
+
+
+def test_compacted_log_survives_kill(fresh_broker, topic):
+    """The cleaned log (offset gaps, rewritten segments) recovers after SIGKILL unchanged and
+    takes new records at the next offset."""
+    b = fresh_broker.bootstrap
+    create_topic(b, topic, 1, COMPACT)
+    prod = Produced(b, topic, "none")
+    for r in range(ROUNDS):
+        prod.batch([(key(i), b"v%d-%02d" % (r, i)) for i in range(KEYS)])
+    prod.batch([(b"roll", b"1")])
+    want = prod.expected(keep_tombstones=False)
+    wait_for(lambda: view(b, topic), lambda g: g == want, CLEAN_TIMEOUT_S, f"the cleaning of {topic}")
+
+    fresh_broker.kill()
+    fresh_broker.start()
+    got = view(b, topic)
+    assert got == want, f"compacted log changed across SIGKILL + restart: {diff(got, want)}"
+    assert watermarks(b, topic)[1] == prod.log[-1][0] + 1
+    more = prod.batch([(key(0), b"after-restart")])
+    assert more == [prod.log[-2][0] + 1], f"first record after restart got offset {more}"
+
+
+def test_switching_to_compact_starts_cleaning(broker, topic):
+    """cleanup.policy changed from delete to compact on a live topic: the cleaner takes it."""
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {**COMPACT, "cleanup.policy": "delete"})
+    prod = Produced(b, topic, "none")
+    for r in range(ROUNDS):
+        prod.batch([(key(i), b"v%d-%02d" % (r, i)) for i in range(10)])
+    prod.batch([(b"roll", b"1")])
+    time.sleep(1.0)  # several cleaner backoffs: a delete-policy topic is never compacted
+    everything = [Stored(o, k, v) for o, k, v in prod.log]
+    assert view(b, topic) == everything, "a cleanup.policy=delete topic lost records"
+
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": b})
+    res = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res], request_timeout=15)[res].result(20)
+    want = prod.expected(keep_tombstones=False)
+    wait_for(lambda: view(b, topic), lambda g: g == want, CLEAN_TIMEOUT_S,
+             f"compaction of {topic} after switching cleanup.policy to compact")

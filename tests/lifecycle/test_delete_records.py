@@ -113,3 +113,27 @@ def test_delete_records_survives_restart(fresh_broker, topic):
         assert watermarks(b, topic) == (42, N), f"log start offset after {how}"
         got = read_partition(b, topic)
         assert [s.offset for s in got] == list(range(42, N)), f"records after {how}: {[s.offset for s in got[:5]]}"
+
+
+def test_delete_records_refused_on_compacted_topic(broker, topic):
+    """As in Kafka: a log whose cleanup.policy lacks `delete` refuses DeleteRecords with
+    POLICY_VIOLATION; with `compact,delete` it is allowed."""
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {"cleanup.policy": "compact"})
+    fill(b, topic, 10)
+    try:
+        res = confluent_delete(b, topic, 5)
+        outcome = f"success with low watermark {res.low_watermark} (watermarks now {watermarks(b, topic)})"
+    except KafkaException as e:
+        outcome = e.args[0]
+    assert isinstance(outcome, KafkaError) and outcome.code() == KafkaError.POLICY_VIOLATION, \
+        f"DeleteRecords(before 5) on a cleanup.policy=compact topic: expected POLICY_VIOLATION " \
+        f"(Kafka: 'Records of partition ... can not be deleted due to the configured policy'), got {outcome}"
+    assert watermarks(b, topic) == (0, 10), "refused DeleteRecords moved the log start"
+
+    both = topic + "-cd"
+    create_topic(b, both, 1, {"cleanup.policy": "compact,delete"})
+    fill_topic = [(b"k%d" % i, b"v%d" % i, None, 0) for i in range(10)]
+    confluent_produce(b, both, fill_topic)
+    assert confluent_delete(b, both, 5).low_watermark == 5
+    assert watermarks(b, both) == (5, 10)

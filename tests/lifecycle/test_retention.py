@@ -133,3 +133,23 @@ def test_size_retention_deletes_oldest_segments(broker, topic):
         f"read {len(got)} records, offsets {got[0].offset if got else None}..; want {low}..{high - 1}"
     bad = [s.offset for s in got if s.value != values[s.offset]]
     assert not bad, f"records with wrong content at offsets {bad[:10]}"
+
+
+def test_lowering_retention_ms_on_a_live_topic(broker, topic):
+    """Day-old records are kept under the default 7-day retention, and go once retention.ms
+    is lowered with IncrementalAlterConfigs."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
+
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {"segment.ms": "100"})
+    old = int(time.time() * 1000) - DAY_MS
+    produce(b, topic, [b"old-%d" % i for i in range(20)], timestamp=old)
+    time.sleep(1.0)
+    assert watermarks(b, topic) == (0, 20), "day-old records deleted under the 7-day default retention"
+
+    admin = AdminClient({"bootstrap.servers": b})
+    res = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("retention.ms", "3600000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res], request_timeout=15)[res].result(20)
+    wait_for(lambda: watermarks(b, topic), lambda w: w == (20, 20), RETENTION_TIMEOUT_S,
+             f"retention.ms=1h (set on the live topic) to delete the day-old records of {topic}")
