@@ -10,12 +10,6 @@ import soak  # noqa: E402
 
 
 @pytest.mark.soak
-@pytest.mark.xfail(
-    os.environ.get("SOAK_SAFE") != "1",
-    reason="known: kafka-protocol 0.18 pre-allocates arrays from wire counts; a mutated frame "
-    "aborts the broker (crates/protocol/tests/fuzz_regressions.rs). Remove once fixed.",
-    strict=False,
-)
 def test_bad_input_soak():
     frames = int(os.environ.get("SOAK_FRAMES", "10000"))
     s = soak.run(frames_per_round=frames)

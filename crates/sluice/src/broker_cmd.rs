@@ -183,8 +183,29 @@ async fn shutdown_signal() {
     }
 }
 
-/// Runs the broker until SIGTERM/Ctrl-C.
+/// Runs the broker until SIGTERM/Ctrl-C. Errors are printed as one `error: ...` line (with
+/// their causes) and the process exits 1.
 pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
+    if let Err(e) = run_inner(args) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+/// Caps glibc's per-thread malloc arenas. Without a cap every worker and blocking thread may get
+/// its own arena that keeps freed memory, so a busy broker's RSS creeps up for a long time
+/// before it levels off; two arenas keep memory flat at no measurable cost for this workload.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
+fn run_inner(args: BrokerArgs) -> anyhow::Result<()> {
+    limit_malloc_arenas();
     let resolved = resolve(args)?;
     init_logging(&resolved.log_level, &resolved.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
