@@ -12,12 +12,13 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Stored:
-    """A record as read back: offset, key, value, timestamp."""
+    """A record as read back: offset, key, value, timestamp, headers."""
 
     offset: int
     key: bytes | None
     value: bytes | None
     timestamp: int | None = None
+    headers: tuple = ()
 
 
 def consumer(bootstrap: str, **conf):
@@ -57,7 +58,8 @@ def read_partition(bootstrap: str, topic: str, partition: int = 0, start: int | 
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     return out
                 raise AssertionError(f"consumer error on {topic}[{partition}]: {msg.error()}")
-            out.append(Stored(msg.offset(), msg.key(), msg.value(), msg.timestamp()[1]))
+            out.append(Stored(msg.offset(), msg.key(), msg.value(), msg.timestamp()[1],
+                              tuple(msg.headers() or ())))
     finally:
         c.close()
 

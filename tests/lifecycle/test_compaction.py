@@ -10,7 +10,7 @@ import time
 import pytest
 from confluent_kafka import KafkaError
 
-from helpers import confluent_producer, create_topic, kp_consume
+from helpers import aio_consume, confluent_producer, create_topic, kp_consume, run_async
 from lifecycle_util import Stored, read_partition, wait_for, watermarks
 
 # Segments roll on the first append after 100 ms; any dirty data makes the log cleanable;
@@ -32,34 +32,40 @@ def key(i: int) -> bytes:
     return b"k%02d" % i
 
 
+def headers_for(k: bytes, v: bytes | None) -> tuple:
+    return (("src", b"lifecycle"), ("kv", k + b"=" + (v or b"<null>")[:12]))
+
+
 class Produced:
-    """Every record produced, with the offset its delivery report gave."""
+    """Every record produced, with the offset and timestamp its delivery report gave and the
+    headers it was sent with (delivery reports carry no headers)."""
 
     def __init__(self, bootstrap: str, topic: str, compression: str):
         self.topic = topic
         self.p = confluent_producer(bootstrap, linger_ms=20, compression_type=compression,
                                     enable_idempotence=True)
-        self.log: list[tuple[int, bytes, bytes | None]] = []
+        self.log: list[Stored] = []
 
     def batch(self, records: list[tuple[bytes, bytes | None]]) -> list[int]:
         """Produce `records`, wait for all delivery reports, then pause so the next append
         rolls the segment. Returns their offsets."""
-        got: dict[int, tuple[int, bytes, bytes | None]] = {}
+        got: dict[int, Stored] = {}
         errors = []
 
         def cb(err, msg, i):
             if err:
                 errors.append(err)
             else:
-                got[i] = (msg.offset(), msg.key(), msg.value())
+                got[i] = Stored(msg.offset(), msg.key(), msg.value(), msg.timestamp()[1],
+                                headers_for(msg.key(), msg.value()))
 
         for i, (k, v) in enumerate(records):
-            self.p.produce(self.topic, key=k, value=v, partition=0,
+            self.p.produce(self.topic, key=k, value=v, partition=0, headers=list(headers_for(k, v)),
                            on_delivery=lambda err, msg, i=i: cb(err, msg, i))
         assert self.p.flush(30) == 0, "records not delivered within 30s"
         assert not errors, f"delivery errors: {errors[:5]}"
         recs = [got[i] for i in range(len(records))]
-        offsets = [o for o, _, _ in recs]
+        offsets = [r.offset for r in recs]
         assert offsets == sorted(offsets) and len(set(offsets)) == len(offsets), offsets
         self.log.extend(recs)
         time.sleep(ROLL_PAUSE_S)
@@ -67,18 +73,19 @@ class Produced:
 
     def expected(self, keep_tombstones: bool) -> list[Stored]:
         """The fully cleaned log: the latest record per key among all but the last record
-        (which sits alone in the active segment, never cleaned), then that last record."""
+        (which sits alone in the active segment, never cleaned), then that last record.
+        Offsets, timestamps and headers are those of the original records."""
         *cleanable, last = self.log
-        latest: dict[bytes, tuple[int, bytes | None]] = {}
-        for off, k, v in cleanable:
-            latest[k] = (off, v)
-        out = [Stored(off, k, v) for k, (off, v) in latest.items() if keep_tombstones or v is not None]
-        out.sort(key=lambda s: s.offset)
-        return out + [Stored(last[0], last[1], last[2])]
+        latest: dict[bytes, Stored] = {}
+        for r in cleanable:
+            latest[r.key] = r
+        out = [r for r in latest.values() if keep_tombstones or r.value is not None]
+        out.sort(key=lambda r: r.offset)
+        return out + [last]
 
 
 def view(bootstrap: str, topic: str) -> list[Stored]:
-    return [Stored(r.offset, r.key, r.value) for r in read_partition(bootstrap, topic)]
+    return read_partition(bootstrap, topic)
 
 
 def diff(got: list[Stored], want: list[Stored]) -> str:
@@ -129,24 +136,28 @@ def test_compaction_keeps_latest_value_per_key(broker, topic, compression):
     assert all(s.value is not None for s in got), "a tombstone survived the second pass"
 
     # A fetch from an offset the cleaner removed starts at the next surviving record.
-    removed = [o for o, k, _ in prod.log if k == key(DELETED)][0]  # round 0 value of a live key
+    removed = [r.offset for r in prod.log if r.key == key(DELETED)][0]  # round 0 value of a live key
     surviving = sorted(s.offset for s in want)
     after = read_partition(b, topic, start=removed)
     assert after and after[0].offset == min(o for o in surviving if o > removed), \
         f"fetch from removed offset {removed} started at {after[0].offset if after else None}"
 
-    # Another client parses the rewritten batches the same way.
+    # Other clients parse the rewritten batches the same way.
+    plain = [(s.offset, s.key, s.value, s.headers) for s in want]
     kp = kp_consume(b, topic, [0], expected=len(want), timeout=20)
-    assert [(r.offset, r.key, r.value) for r in kp] == [(s.offset, s.key, s.value) for s in want], \
+    assert [(r.offset, r.key, r.value, tuple((k, v) for k, v in r.headers)) for r in kp] == plain, \
         "kafka-python reads the compacted log differently"
+    aio = run_async(aio_consume(b, topic, [0], expected=len(want), timeout=20))
+    assert [(r.offset, r.key, r.value, tuple((k, v) for k, v in r.headers)) for r in aio] == plain, \
+        "aiokafka reads the compacted log differently"
 
     # New records append at the next offsets, after the offset gaps the cleaner left.
     low, high = watermarks(b, topic)
-    assert high == prod.log[-1][0] + 1, f"high watermark {high} after last produced offset {prod.log[-1][0]}"
+    assert high == prod.log[-1].offset + 1, f"high watermark {high} after last produced offset {prod.log[-1].offset}"
     more = prod.batch([(key(i), b"after-%02d" % i) for i in range(3)])
     assert more == [high, high + 1, high + 2], f"records after cleaning got offsets {more}, expected from {high}"
     tail = read_partition(b, topic, start=high)
-    assert [(s.offset, s.key, s.value) for s in tail] == [(o, k, v) for o, k, v in prod.log[-3:]]
+    assert tail == prod.log[-3:]
 
 
 def test_keyless_record_to_compacted_topic_is_refused_confluent(broker, topic):
@@ -166,6 +177,26 @@ def test_keyless_record_to_compacted_topic_is_refused_confluent(broker, topic):
     assert err2 is None, f"the keyed record after it failed: {err2}"
     assert msg2.offset() == 0, f"the refused record took an offset: keyed record at {msg2.offset()}"
     assert [(s.key, s.value) for s in read_partition(b, topic)] == [(b"k", b"keyed")]
+
+
+@pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
+def test_keyless_record_in_compressed_batch_is_refused(broker, topic, compression):
+    """One keyless record inside a compressed batch of keyed ones: the whole batch is refused
+    with INVALID_RECORD (the broker must look inside the compressed records), nothing stored."""
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {"cleanup.policy": "compact"})
+    p = confluent_producer(b, linger_ms=200, retries=0, compression_type=compression)
+    reports = []
+    recs = [(b"k%d" % i, b"compressible value " * 20) for i in range(10)]
+    recs.insert(5, (None, b"compressible value " * 20))
+    for k, v in recs:
+        p.produce(topic, key=k, value=v, partition=0, on_delivery=lambda e, m: reports.append(e))
+    assert p.flush(30) == 0
+    assert len(reports) == len(recs)
+    codes = {e.code() if e else None for e in reports}
+    assert codes == {KafkaError.INVALID_RECORD}, \
+        f"{compression} batch with one keyless record to a compacted topic: delivery results {codes}, want all INVALID_RECORD"
+    assert watermarks(b, topic) == (0, 0), "a refused batch was (partly) stored"
 
 
 def test_keyless_record_to_compacted_topic_is_refused_kafka_python(broker, topic):
@@ -201,9 +232,9 @@ def test_compacted_log_survives_kill(fresh_broker, topic):
     fresh_broker.start()
     got = view(b, topic)
     assert got == want, f"compacted log changed across SIGKILL + restart: {diff(got, want)}"
-    assert watermarks(b, topic)[1] == prod.log[-1][0] + 1
+    assert watermarks(b, topic)[1] == prod.log[-1].offset + 1
     more = prod.batch([(key(0), b"after-restart")])
-    assert more == [prod.log[-2][0] + 1], f"first record after restart got offset {more}"
+    assert more == [prod.log[-2].offset + 1], f"first record after restart got offset {more}"
 
 
 def test_switching_to_compact_starts_cleaning(broker, topic):
@@ -215,8 +246,7 @@ def test_switching_to_compact_starts_cleaning(broker, topic):
         prod.batch([(key(i), b"v%d-%02d" % (r, i)) for i in range(10)])
     prod.batch([(b"roll", b"1")])
     time.sleep(1.0)  # several cleaner backoffs: a delete-policy topic is never compacted
-    everything = [Stored(o, k, v) for o, k, v in prod.log]
-    assert view(b, topic) == everything, "a cleanup.policy=delete topic lost records"
+    assert view(b, topic) == prod.log, "a cleanup.policy=delete topic lost records"
 
     from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
 
