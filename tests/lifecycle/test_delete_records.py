@@ -137,3 +137,24 @@ def test_delete_records_refused_on_compacted_topic(broker, topic):
     confluent_produce(b, both, fill_topic)
     assert confluent_delete(b, both, 5).low_watermark == 5
     assert watermarks(b, both) == (5, 10)
+
+
+def test_delete_records_several_partitions_and_errors(broker, topic):
+    """One request for several partitions: each gets its own low watermark or error."""
+    b = broker.bootstrap
+    create_topic(b, topic, 3)
+    confluent_produce(b, topic, [(b"k", b"v%d" % i, None, p) for p in range(3) for i in range(10)])
+    admin = AdminClient({"bootstrap.servers": b})
+    tps = [TopicPartition(topic, 0, 3), TopicPartition(topic, 1, 10), TopicPartition(topic, 2, 11),
+           TopicPartition(topic + "-missing", 0, 1)]
+    futs = admin.delete_records(tps, request_timeout=15)
+    results = {}
+    for tp in tps:
+        try:
+            results[(tp.topic, tp.partition)] = futs[tp].result(20).low_watermark
+        except KafkaException as e:
+            results[(tp.topic, tp.partition)] = e.args[0].code()
+    assert results == {(topic, 0): 3, (topic, 1): 10, (topic, 2): KafkaError.OFFSET_OUT_OF_RANGE,
+                       (topic + "-missing", 0): KafkaError.UNKNOWN_TOPIC_OR_PART}, \
+        f"per-partition DeleteRecords results: {results}"
+    assert [watermarks(b, topic, p) for p in range(3)] == [(3, 10), (10, 10), (0, 10)]

@@ -153,3 +153,35 @@ def test_lowering_retention_ms_on_a_live_topic(broker, topic):
     admin.incremental_alter_configs([res], request_timeout=15)[res].result(20)
     wait_for(lambda: watermarks(b, topic), lambda w: w == (20, 20), RETENTION_TIMEOUT_S,
              f"retention.ms=1h (set on the live topic) to delete the day-old records of {topic}")
+
+
+def test_live_consumer_across_time_retention(broker, topic):
+    """A consumer reading while retention deletes what it is reading (an expired active
+    segment included) goes on without error and receives the records produced afterwards."""
+    from lifecycle_util import consumer
+
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {"retention.ms": "60000"})
+    c = consumer(b, **{"enable.partition.eof": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        c.poll(0.5)
+        old = int(time.time() * 1000) - DAY_MS
+        produce(b, topic, [b"old-%d" % i for i in range(30)], timestamp=old)
+        wait_for(lambda: watermarks(b, topic), lambda w: w == (30, 30), RETENTION_TIMEOUT_S,
+                 f"retention of the day-old records of {topic}")
+        produce(b, topic, [b"new-%d" % i for i in range(5)])
+        seen = []
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(v == b"new-4" for _, v in seen):
+            m = c.poll(0.3)
+            if m is None:
+                continue
+            assert m.error() is None, f"live consumer error across retention: {m.error()}"
+            seen.append((m.offset(), m.value()))
+        new = [(o, v) for o, v in seen if v.startswith(b"new-")]
+        assert new == [(30 + i, b"new-%d" % i) for i in range(5)], f"live consumer saw {seen[-10:]}"
+        old_seen = [o for o, v in seen if v.startswith(b"old-")]
+        assert old_seen == list(range(len(old_seen))), f"old records seen out of order: {old_seen}"
+    finally:
+        c.close()
