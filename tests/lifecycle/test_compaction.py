@@ -6,6 +6,7 @@ key, and new records still go to the next offsets. Uncompressed and compressed p
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from confluent_kafka import KafkaError
@@ -177,6 +178,89 @@ def test_keyless_record_to_compacted_topic_is_refused_confluent(broker, topic):
     assert err2 is None, f"the keyed record after it failed: {err2}"
     assert msg2.offset() == 0, f"the refused record took an offset: keyed record at {msg2.offset()}"
     assert [(s.key, s.value) for s in read_partition(b, topic)] == [(b"k", b"keyed")]
+
+
+def test_compaction_of_size_rolled_segments(broker, topic):
+    """~3 MiB of updates to 100 keys in 1 MiB segments: everything below the active segment
+    is compacted to one record per key, and the segments shrink on disk."""
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {**COMPACT, "segment.bytes": str(1 << 20), "segment.ms": "3600000"})
+    prod = Produced(b, topic, "none")
+    filler = b"y" * 1000
+    prod.p = confluent_producer(b, linger_ms=20, batch_size=64 * 1024, enable_idempotence=True)
+    for r in range(3):
+        prod.batch([(b"key-%03d" % i, b"%d-%03d-" % (r, i) + filler) for i in range(1000)])
+    high = prod.log[-1].offset + 1
+    part_dir = Path(broker.data_dir) / f"{topic}-0"
+    segments = sorted(part_dir.glob("*.log"))
+    assert len(segments) >= 3, f"3 MiB in 1 MiB segments made {[p.name for p in segments]}"
+    active_base = int(segments[-1].stem)
+    latest: dict[bytes, Stored] = {}
+    for r in prod.log:
+        if r.offset < active_base:
+            latest[r.key] = r
+    want = sorted(latest.values(), key=lambda r: r.offset) + [r for r in prod.log if r.offset >= active_base]
+    got = wait_for(lambda: view(b, topic), lambda g: g == want, CLEAN_TIMEOUT_S,
+                   f"compaction of the size-rolled segments of {topic} (active segment at {active_base})")
+    assert watermarks(b, topic)[1] == high
+    on_disk = sum(p.stat().st_size for p in part_dir.glob("*.log"))
+    assert on_disk < (len(got) + 50) * 1100, f"{on_disk} bytes on disk for {len(got)} records after compaction"
+
+
+def test_min_compaction_lag_holds_back_cleaning(broker, topic):
+    """Records younger than min.compaction.lag.ms are not compacted."""
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {**COMPACT, "min.compaction.lag.ms": "3600000"})
+    prod = Produced(b, topic, "none")
+    for r in range(ROUNDS):
+        prod.batch([(key(i), b"v%d" % r) for i in range(5)])
+    prod.batch([(b"roll", b"1")])
+    time.sleep(1.5)  # several cleaner passes
+    assert view(b, topic) == prod.log, "records younger than min.compaction.lag.ms=1h were compacted"
+
+
+def test_max_compaction_lag_forces_cleaning(broker, topic):
+    """KIP-354: a dirty segment older than max.compaction.lag.ms is cleaned even though the
+    log's dirty ratio is below min.cleanable.dirty.ratio."""
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {**COMPACT, "min.cleanable.dirty.ratio": "0.9"})
+    prod = Produced(b, topic, "none")
+    prod.batch([(key(i), b"v0-%02d" % i + b"z" * 200) for i in range(KEYS)])
+    prod.batch([(b"roll", b"1")])
+    wait_for(lambda: view(b, topic), lambda g: g == prod.expected(keep_tombstones=False),
+             CLEAN_TIMEOUT_S, f"the first cleaning of {topic} (dirty ratio 1.0)")
+
+    from confluent_kafka.admin import AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource
+
+    admin = AdminClient({"bootstrap.servers": b})
+    res = ConfigResource("topic", topic, incremental_configs=[
+        ConfigEntry("max.compaction.lag.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res], request_timeout=15)[res].result(20)
+    prod.batch([(key(0), b"v1-00")])  # a small dirty section: ratio well below 0.9
+    prod.batch([(b"roll", b"2")])
+    want = prod.expected(keep_tombstones=False)
+    try:
+        wait_for(lambda: view(b, topic), lambda g: g == want, 6.0,
+                 f"max.compaction.lag.ms=1000 to force cleaning of {topic}")
+    except AssertionError:
+        got = view(b, topic)
+        raise AssertionError(
+            f"max.compaction.lag.ms=1000 ignored: dirty records 6 s old not compacted because the "
+            f"dirty ratio is below min.cleanable.dirty.ratio=0.9 (Kafka, KIP-354, cleans them): "
+            f"{diff(got, want)}") from None
+
+
+def test_compact_delete_topic_applies_retention(broker, topic):
+    """cleanup.policy=compact,delete: time retention deletes expired segments too."""
+    b = broker.bootstrap
+    create_topic(b, topic, 1, {**COMPACT, "cleanup.policy": "compact,delete", "retention.ms": "60000"})
+    old = int(time.time() * 1000) - 86_400_000
+    p = confluent_producer(b, linger_ms=0)
+    for i in range(20):
+        p.produce(topic, key=key(i % 5), value=b"old-%d" % i, partition=0, timestamp=old)
+    assert p.flush(30) == 0
+    wait_for(lambda: watermarks(b, topic), lambda w: w == (20, 20), 20.0,
+             f"retention.ms on the compact,delete topic {topic}")
 
 
 @pytest.mark.parametrize("compression", ["gzip", "snappy", "lz4", "zstd"])
