@@ -58,12 +58,14 @@ pub enum ProtocolError {
     #[error("malformed request header: {0}")]
     BadHeader(String),
     /// The body could not be decoded.
-    #[error("malformed {api:?} v{version} request body: {reason}")]
+    #[error("malformed {api:?} v{version} request body from client {client_id:?}: {reason}")]
     BadBody {
         /// The API.
         api: ApiKey,
         /// Its version.
         version: i16,
+        /// The client id from the (valid) request header.
+        client_id: Option<String>,
         /// What went wrong.
         reason: String,
     },
@@ -124,6 +126,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Request, ProtocolError> {
         RequestKind::decode(api_key, &mut frame, version).map_err(|e| ProtocolError::BadBody {
             api: api_key,
             version,
+            client_id: header.client_id.as_ref().map(|c| c.to_string()),
             reason: e.to_string(),
         })?;
     Ok(Request {
