@@ -86,6 +86,15 @@ final class Common {
         return t.length() > 400 ? t.substring(0, 400) + "..." : t;
     }
 
+    static long stepStart = System.nanoTime();
+
+    /** Logs a progress step with the time since the previous one to stderr (the client log). */
+    static void step(String what) {
+        long now = System.nanoTime();
+        System.err.println("[step +" + (now - stepStart) / 1_000_000 + " ms] " + what);
+        stepStart = now;
+    }
+
     static void check(boolean cond, String what) {
         if (!cond) {
             throw new IllegalStateException(what);

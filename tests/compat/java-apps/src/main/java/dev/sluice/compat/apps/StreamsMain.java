@@ -72,7 +72,7 @@ public final class StreamsMain {
         p.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
         // replication.factor stays at its default (-1: the broker's default.replication.factor).
         p.put(StreamsConfig.consumerPrefix(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG), "earliest");
-        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 10_000);
+        p.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6_000);
         return p;
     }
 
@@ -91,6 +91,11 @@ public final class StreamsMain {
             }
             return streams.state() == KafkaStreams.State.RUNNING ? null : "state " + streams.state();
         });
+    }
+
+    /** Closes with a LeaveGroup so the next instance's rebalance needn't wait out the session. */
+    static void closeLeaving(KafkaStreams s) {
+        s.close(new KafkaStreams.CloseOptions().timeout(Duration.ofSeconds(30)).leaveGroup(true));
     }
 
     static void produceLines(String topic, List<String> lines) throws Exception {
@@ -156,16 +161,21 @@ public final class StreamsMain {
             List<String> batch1 = randomLines(rnd, 500);
             countWords(batch1, expected);
             produceLines(in, batch1);
+            Common.step("wordcount: topics created, batch 1 produced");
             try (KafkaStreams s = wordCountApp(app, state, in, out)) {
                 startAndAwaitRunning(s);
+                Common.step("wordcount: phase 1 RUNNING");
                 awaitCounts(out, expected, sc + " phase 1");
+                Common.step("wordcount: phase 1 counts equal");
                 // Repartition topics are purged with DeleteRecords after each commit.
                 String repartition = app + "-words-repartition";
                 Common.waitFor(30_000, "DeleteRecords on " + repartition, () -> {
                     long start = startOffsetSum(admin, repartition);
                     return start > 0 ? null : "log start offset sum " + start;
                 });
-                s.close(Duration.ofSeconds(30));
+                Common.step("wordcount: repartition topic purged");
+                closeLeaving(s);
+                Common.step("wordcount: phase 1 closed");
             }
             Set<String> internal = admin.listTopics(new ListTopicsOptions().listInternal(true)).names().get()
                 .stream().filter(t -> t.startsWith(app + "-")).map(t -> t.substring(app.length() + 1))
@@ -192,8 +202,11 @@ public final class StreamsMain {
             produceLines(in, batch2);
             try (KafkaStreams s = wordCountApp(app, state, in, out)) {
                 startAndAwaitRunning(s);
+                Common.step("wordcount: phase 2 RUNNING (restored)");
                 awaitCounts(out, expected, sc + " phase 2 (after restore)");
-                s.close(Duration.ofSeconds(30));
+                Common.step("wordcount: phase 2 counts equal");
+                closeLeaving(s);
+                Common.step("wordcount: phase 2 closed");
             }
             Common.obs(sc, "counts_match", true);
             long total = expected.values().stream().mapToLong(Long::longValue).sum();
@@ -283,7 +296,7 @@ public final class StreamsMain {
                         new StringDeserializer(), 10_000));
                     return got.equals(expected) ? null : Common.mapDiff(expected, got);
                 });
-                s.close(Duration.ofSeconds(30));
+                closeLeaving(s);
             }
             String changelog = app + "-sums-changelog";
             String policy = topicConfig(admin, changelog, "cleanup.policy");
