@@ -410,6 +410,11 @@ impl Client {
         Err(last.unwrap_or_else(|| ClientError::InvalidInput("no bootstrap servers".into())))
     }
 
+    /// The settings this client was created with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
     pub(crate) async fn conn(&mut self, addr: &str) -> Result<&mut Connection> {
         if !self.conns.contains_key(addr) {
             let c = Connection::connect(

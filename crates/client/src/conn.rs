@@ -268,8 +268,20 @@ impl Connection {
         req: &R,
         version: i16,
     ) -> Result<R::Response> {
+        self.send_versioned_with_extra_time(req, version, Duration::ZERO)
+            .await
+    }
+
+    /// Like [`Connection::send_versioned`], allowing `extra` time on top of the request
+    /// timeout (e.g. a JoinGroup that the coordinator parks for the rebalance timeout).
+    pub async fn send_versioned_with_extra_time<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+        extra: Duration,
+    ) -> Result<R::Response> {
         let id = self.write_request(req, version).await?;
-        self.read_response::<R>(version, id, self.request_timeout)
+        self.read_response::<R>(version, id, self.request_timeout + extra)
             .await
     }
 

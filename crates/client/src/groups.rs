@@ -121,11 +121,23 @@ fn pause(attempt: u32) -> Duration {
 
 impl Client {
     /// Sends `req` to `addr` at `preferred` version, or the closest the broker supports.
-    async fn send_pinned<R: Request>(
+    pub(crate) async fn send_pinned<R: Request>(
         &mut self,
         addr: &str,
         req: &R,
         preferred: i16,
+    ) -> Result<R::Response> {
+        self.send_pinned_with_extra_time(addr, req, preferred, Duration::ZERO)
+            .await
+    }
+
+    /// [`Client::send_pinned`] allowing `extra` time on top of the request timeout.
+    pub(crate) async fn send_pinned_with_extra_time<R: Request>(
+        &mut self,
+        addr: &str,
+        req: &R,
+        preferred: i16,
+        extra: Duration,
     ) -> Result<R::Response> {
         let conn = self.conn(addr).await?;
         let ours = (R::VERSIONS.min, preferred.min(R::VERSIONS.max));
@@ -138,7 +150,9 @@ impl Client {
                 .map(|(a, b)| format!("{a}-{b}"))
                 .unwrap_or_else(|| "none".into()),
         })?;
-        let result = conn.send_versioned(req, version).await;
+        let result = conn
+            .send_versioned_with_extra_time(req, version, extra)
+            .await;
         if matches!(
             result,
             Err(ClientError::Io { .. } | ClientError::Timeout { .. })
@@ -246,8 +260,37 @@ impl Client {
         group: &str,
         offsets: &[(String, i32, i64)],
     ) -> Result<()> {
-        self.with_coordinator(group, CommitOp(group.to_owned(), offsets.to_vec()))
-            .await
+        self.with_coordinator(
+            group,
+            CommitOp {
+                group: group.to_owned(),
+                generation: -1,
+                member_id: String::new(),
+                offsets: offsets.to_vec(),
+            },
+        )
+        .await
+    }
+
+    /// Commits `offsets` (topic, partition, next offset to read) for `group` as member
+    /// `member_id` of `generation` (what a consumer in the group does).
+    pub async fn commit_member_offsets(
+        &mut self,
+        group: &str,
+        generation: i32,
+        member_id: &str,
+        offsets: &[(String, i32, i64)],
+    ) -> Result<()> {
+        self.with_coordinator(
+            group,
+            CommitOp {
+                group: group.to_owned(),
+                generation,
+                member_id: member_id.to_owned(),
+                offsets: offsets.to_vec(),
+            },
+        )
+        .await
     }
 
     /// Deletes `group` (it must have no active members: NON_EMPTY_GROUP otherwise).
@@ -345,17 +388,22 @@ impl AsyncCoordinatorOp<Vec<CommittedOffset>> for FetchOffsetsOp {
     }
 }
 
-struct CommitOp(String, Vec<(String, i32, i64)>);
+struct CommitOp {
+    group: String,
+    generation: i32,
+    member_id: String,
+    offsets: Vec<(String, i32, i64)>,
+}
 
 impl AsyncCoordinatorOp<()> for CommitOp {
     async fn call(&mut self, client: &mut Client, addr: &str) -> Result<()> {
-        let group = &self.0;
+        let group = &self.group;
         let mut req = OffsetCommitRequest::default();
         req.group_id = GroupId(StrBytes::from_string(group.clone()));
-        req.generation_id_or_member_epoch = -1;
-        req.member_id = StrBytes::from_static_str("");
+        req.generation_id_or_member_epoch = self.generation;
+        req.member_id = StrBytes::from_string(self.member_id.clone());
         let mut topics: Vec<OffsetCommitRequestTopic> = Vec::new();
-        for (topic, partition, offset) in &self.1 {
+        for (topic, partition, offset) in &self.offsets {
             let mut p = OffsetCommitRequestPartition::default();
             p.partition_index = *partition;
             p.committed_offset = *offset;

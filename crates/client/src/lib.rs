@@ -6,13 +6,15 @@
 //! the admin, produce and fetch operations the CLI needs.
 //!
 //! Consumer-group *administration* (coordinator lookup, list, describe, delete, committed
-//! offsets) is in [`Client::describe_group`] and its neighbours; the client does not join
-//! groups itself: consumers work on explicit partition positions ([`FetchPosition`]).
+//! offsets) is in [`Client::describe_group`] and its neighbours. Group *membership* (join,
+//! assign, sync, heartbeat, commit, leave with the classic protocol) is [`Membership`]; the
+//! caller keeps the fetch positions ([`FetchPosition`]) of the partitions it is assigned.
 
 mod client;
 mod conn;
 mod error;
 mod groups;
+mod membership;
 mod partitioner;
 mod records;
 
@@ -29,6 +31,10 @@ pub use error::{ClientError, KafkaCode, Result};
 pub use groups::{
     decode_assignment, CommittedOffset, GroupDescription, GroupListing, GroupMember,
     NON_EMPTY_GROUP,
+};
+pub use membership::{
+    decode_subscription, encode_assignment, encode_subscription, Assignment, Assignor, GroupEvent,
+    MemberSubscription, Membership, MembershipConfig,
 };
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use records::{
