@@ -1,8 +1,11 @@
 //! `sluice consume TOPIC`: print records of a topic to stdout.
 //!
-//! Partitions are assigned statically (all partitions, or `--partition`). Consumer groups are
-//! not supported yet; when they are, a `--group` option will replace [`assign`] with group
-//! membership and commit positions, while the fetch/print loop stays the same.
+//! Without `--group`, partitions are assigned statically (all partitions, or `--partition`).
+//! With `--group`, the tool is a member of a consumer group like kafka-console-consumer: it
+//! joins with the classic protocol ([`Membership`]), starts at the group's committed offsets
+//! (else `--from-beginning` → earliest, otherwise latest), rejoins on rebalances, commits
+//! its positions every `--commit-interval-ms` and on exit, then leaves the group. The
+//! fetch/print loop is the same in both modes.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,7 +16,8 @@ use bytes::Bytes;
 use clap::Args;
 use serde_json::{json, Value};
 use sluice_client::{
-    Client, ConsumedRecord, FetchOptions, FetchPosition, KafkaCode, OffsetSpec, TimestampKind,
+    Client, ConsumedRecord, FetchOptions, FetchPosition, GroupEvent, KafkaCode, Membership,
+    MembershipConfig, OffsetSpec, TimestampKind,
 };
 
 use super::output::unescape;
@@ -30,11 +34,22 @@ pub struct ConsumeArgs {
     #[arg(long, conflicts_with = "offset")]
     from_beginning: bool,
     /// Read only this partition (default: all partitions).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", conflicts_with = "group")]
     partition: Option<i32>,
     /// Where to start: an offset number (needs --partition), `earliest` or `latest`.
-    #[arg(long, value_name = "N|earliest|latest", value_parser = parse_start)]
+    #[arg(long, value_name = "N|earliest|latest", value_parser = parse_start, conflicts_with = "group")]
     offset: Option<Start>,
+    /// Consume as a member of this consumer group: partitions are shared with the group's
+    /// other members and positions are committed (start: committed offsets, else
+    /// --from-beginning → earliest, otherwise latest).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
+    /// Group session timeout [default: 10000].
+    #[arg(long, value_name = "MS", requires = "group")]
+    session_timeout_ms: Option<u64>,
+    /// How often consumed positions are committed to the group [default: 5000].
+    #[arg(long, value_name = "MS", requires = "group")]
+    commit_interval_ms: Option<u64>,
     /// Exit after printing this many records.
     #[arg(long, value_name = "N")]
     max_messages: Option<u64>,
@@ -216,8 +231,13 @@ async fn assign(client: &mut Client, args: &ConsumeArgs) -> anyhow::Result<Vec<F
         .collect())
 }
 
-/// Moves a position that fell outside the log back inside it.
-async fn reset_out_of_range(client: &mut Client, pos: &mut FetchPosition) -> anyhow::Result<()> {
+/// Moves a position that fell outside the log back inside it: to the nearer end, or (in a
+/// group, like Kafka's `auto.offset.reset`) to the end `reset` names.
+async fn reset_out_of_range(
+    client: &mut Client,
+    pos: &mut FetchPosition,
+    reset: Option<OffsetSpec>,
+) -> anyhow::Result<()> {
     let parts = [pos.partition];
     let earliest = client
         .list_offsets(&pos.topic, &parts, OffsetSpec::Earliest)
@@ -227,7 +247,12 @@ async fn reset_out_of_range(client: &mut Client, pos: &mut FetchPosition) -> any
         .await?;
     let lo = earliest.get(&pos.partition).copied().unwrap_or(0);
     let hi = latest.get(&pos.partition).copied().unwrap_or(lo);
-    let new = if pos.offset < lo { lo } else { hi };
+    let new = match reset {
+        Some(OffsetSpec::Earliest) => lo,
+        Some(_) => hi,
+        None if pos.offset < lo => lo,
+        None => hi,
+    };
     eprintln!(
         "warning: offset {} is out of range for {}-{} (valid {lo}..{hi}); continuing at {new}",
         pos.offset, pos.topic, pos.partition
@@ -242,12 +267,186 @@ fn write_out(buf: &[u8]) -> anyhow::Result<()> {
     stdout.flush().context("writing to stdout")
 }
 
+/// Group mode: the membership plus what the consume loop needs to commit.
+struct GroupSession {
+    membership: Membership,
+    /// Where a partition without a committed offset starts (and an out-of-range one resets).
+    reset: OffsetSpec,
+    commit_interval: Duration,
+    last_commit: Instant,
+    /// Positions as last committed successfully (to skip commits that change nothing).
+    committed: BTreeMap<(String, i32), i64>,
+}
+
+impl GroupSession {
+    /// Joins (or rejoins) the group and returns fetch positions for the new assignment:
+    /// the group's committed offsets, else the reset policy.
+    async fn join(&mut self, client: &mut Client) -> anyhow::Result<Vec<FetchPosition>> {
+        let group = self.membership.group().to_owned();
+        let assignment = self
+            .membership
+            .join(client)
+            .await
+            .with_context(|| format!("joining consumer group '{group}'"))?;
+        let committed: BTreeMap<(String, i32), i64> = client
+            .committed_offsets(&group)
+            .await
+            .with_context(|| format!("reading committed offsets of group '{group}'"))?
+            .into_iter()
+            .map(|c| ((c.topic, c.partition), c.offset))
+            .collect();
+        self.committed = committed.clone();
+        let mut positions = Vec::new();
+        for (topic, partitions) in assignment {
+            let missing: Vec<i32> = partitions
+                .iter()
+                .copied()
+                .filter(|p| !committed.contains_key(&(topic.clone(), *p)))
+                .collect();
+            let reset = if missing.is_empty() {
+                BTreeMap::new()
+            } else {
+                client.list_offsets(&topic, &missing, self.reset).await?
+            };
+            for p in partitions {
+                let offset = committed
+                    .get(&(topic.clone(), p))
+                    .or_else(|| reset.get(&p))
+                    .copied();
+                let Some(offset) = offset else {
+                    bail!("no start offset for {topic}-{p}");
+                };
+                positions.push(FetchPosition {
+                    topic: topic.clone(),
+                    partition: p,
+                    offset,
+                });
+            }
+        }
+        self.last_commit = Instant::now();
+        Ok(positions)
+    }
+
+    /// Commits `positions` (next offsets to read) if any changed; a failure is a warning
+    /// (the records since the last commit may be read again by the next owner).
+    async fn commit(&mut self, client: &mut Client, positions: &[FetchPosition]) {
+        self.last_commit = Instant::now();
+        let changed: Vec<(String, i32, i64)> = positions
+            .iter()
+            .filter(|p| self.committed.get(&(p.topic.clone(), p.partition)) != Some(&p.offset))
+            .map(|p| (p.topic.clone(), p.partition, p.offset))
+            .collect();
+        if changed.is_empty() {
+            return;
+        }
+        match self.membership.commit(client, &changed).await {
+            Ok(()) => {
+                for (t, p, o) in changed {
+                    self.committed.insert((t, p), o);
+                }
+            }
+            Err(e) => eprintln!(
+                "warning: could not commit offsets of group '{}': {e}",
+                self.membership.group()
+            ),
+        }
+    }
+
+    /// Commits the final positions and leaves the group.
+    async fn close(&mut self, client: &mut Client, positions: &[FetchPosition]) {
+        if !matches!(self.membership.event(), Some(GroupEvent::Fenced(_))) {
+            self.commit(client, positions).await;
+        }
+        if let Err(e) = self.membership.leave(client).await {
+            eprintln!(
+                "warning: could not leave group '{}': {e}",
+                self.membership.group()
+            );
+        }
+    }
+}
+
 pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
     if matches!(args.offset, Some(Start::At(_))) && args.partition.is_none() {
         bail!("--offset with a number needs --partition (use --offset earliest|latest for all partitions)");
     }
     let mut client = args.common.connect().await?;
-    let mut positions = assign(&mut client, &args).await?;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    let mut group = match &args.group {
+        None => None,
+        Some(g) => {
+            if g.is_empty() {
+                bail!("--group needs a non-empty group id");
+            }
+            // Fail early, like the static mode, when the topic does not exist.
+            client.topic(&args.topic).await?;
+            let mut config = MembershipConfig::new(g.clone(), vec![args.topic.clone()]);
+            if let Some(ms) = args.session_timeout_ms {
+                config.session_timeout = Duration::from_millis(ms.max(1));
+            }
+            Some(GroupSession {
+                membership: Membership::new(config),
+                reset: if args.from_beginning {
+                    OffsetSpec::Earliest
+                } else {
+                    OffsetSpec::Latest
+                },
+                commit_interval: Duration::from_millis(args.commit_interval_ms.unwrap_or(5000)),
+                last_commit: Instant::now(),
+                committed: BTreeMap::new(),
+            })
+        }
+    };
+    let mut positions = match group.as_mut() {
+        None => assign(&mut client, &args).await?,
+        Some(g) => {
+            let joined = tokio::select! {
+                _ = &mut ctrl_c => None,
+                r = g.join(&mut client) => Some(r),
+            };
+            match joined {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    g.close(&mut client, &[]).await;
+                    return Err(e);
+                }
+                None => {
+                    g.close(&mut client, &[]).await;
+                    eprintln!("Processed a total of 0 messages");
+                    return Ok(0);
+                }
+            }
+        }
+    };
+    let mut printed: u64 = 0;
+    let result = consume_loop(
+        &mut client,
+        &args,
+        &mut positions,
+        &mut group,
+        &mut printed,
+        &mut ctrl_c,
+    )
+    .await;
+    if let Some(g) = group.as_mut() {
+        g.close(&mut client, &positions).await;
+    }
+    result?;
+    eprintln!("Processed a total of {printed} messages");
+    Ok(0)
+}
+
+/// Fetches and prints until --max-messages, --timeout-ms, Ctrl-C or an error; in group mode
+/// also commits periodically and follows rebalances.
+async fn consume_loop(
+    client: &mut Client,
+    args: &ConsumeArgs,
+    positions: &mut Vec<FetchPosition>,
+    group: &mut Option<GroupSession>,
+    printed: &mut u64,
+    ctrl_c: &mut std::pin::Pin<&mut impl std::future::Future<Output = std::io::Result<()>>>,
+) -> anyhow::Result<()> {
     let plain = PlainFormat {
         key: args.print_key,
         headers: args.print_headers,
@@ -258,14 +457,27 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
     };
     let json_mode = args.common.output == OutputFormat::Json;
     let idle_limit = args.timeout_ms.map(Duration::from_millis);
+    let reset = group.as_ref().map(|g| g.reset);
     let mut last_activity = Instant::now();
-    let mut printed: u64 = 0;
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
 
     'outer: loop {
-        if args.max_messages.is_some_and(|m| printed >= m) {
+        if args.max_messages.is_some_and(|m| *printed >= m) {
             break;
+        }
+        if let Some(g) = group.as_mut() {
+            if let Some(event) = g.membership.event() {
+                if event == GroupEvent::Rebalance {
+                    g.commit(client, positions).await;
+                }
+                *positions = tokio::select! {
+                    _ = &mut *ctrl_c => break 'outer,
+                    r = g.join(client) => r?,
+                };
+                // Time spent rebalancing does not count as idle.
+                last_activity = Instant::now();
+            } else if g.last_commit.elapsed() >= g.commit_interval {
+                g.commit(client, positions).await;
+            }
         }
         let mut opts = FetchOptions::default();
         if let Some(limit) = idle_limit {
@@ -277,20 +489,23 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
         }
         let round_started = Instant::now();
         let fetched = tokio::select! {
-            _ = &mut ctrl_c => break 'outer,
-            r = client.fetch(&positions, opts) => r?,
+            _ = &mut *ctrl_c => break 'outer,
+            r = client.fetch(positions, opts) => r?,
         };
         let got_records = fetched.iter().any(|p| !p.records.is_empty());
         let mut out = Vec::new();
         let mut transient = false;
         for part in fetched {
-            let Some(pos) = positions.iter_mut().find(|p| p.partition == part.partition) else {
+            let Some(pos) = positions
+                .iter_mut()
+                .find(|p| p.partition == part.partition && p.topic == part.topic)
+            else {
                 continue;
             };
             match part.error {
                 None => {}
                 Some(KafkaCode::OFFSET_OUT_OF_RANGE) => {
-                    reset_out_of_range(&mut client, pos).await?;
+                    reset_out_of_range(client, pos, reset).await?;
                     continue;
                 }
                 Some(code) if code.is_retriable() => {
@@ -307,7 +522,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
                 ),
             }
             for r in &part.records {
-                if args.max_messages.is_some_and(|m| printed >= m) {
+                if args.max_messages.is_some_and(|m| *printed >= m) {
                     break;
                 }
                 if json_mode {
@@ -316,10 +531,10 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
                 } else {
                     format_plain(&mut out, &plain, part.partition, r);
                 }
-                printed += 1;
+                *printed += 1;
                 pos.offset = r.offset + 1;
             }
-            if args.max_messages.is_none_or(|m| printed < m) {
+            if args.max_messages.is_none_or(|m| *printed < m) {
                 pos.offset = pos.offset.max(part.next_offset);
             }
             if !part.records.is_empty() {
@@ -330,7 +545,7 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
             write_out(&out)?;
         }
         // Back off after errors, and after empty answers that came back early (a broker that
-        // does not honour max_wait would otherwise make this loop spin).
+        // does not honour max_wait, or an empty assignment, would otherwise make this spin).
         let pause = if transient {
             Duration::from_millis(200)
         } else if !got_records {
@@ -342,13 +557,12 @@ pub async fn run(args: ConsumeArgs) -> anyhow::Result<i32> {
         };
         if !pause.is_zero() {
             tokio::select! {
-                _ = &mut ctrl_c => break 'outer,
+                _ = &mut *ctrl_c => break 'outer,
                 _ = tokio::time::sleep(pause) => {}
             }
         }
     }
-    eprintln!("Processed a total of {printed} messages");
-    Ok(0)
+    Ok(())
 }
 
 #[cfg(test)]
