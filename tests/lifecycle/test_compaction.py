@@ -119,7 +119,8 @@ def test_compaction_keeps_latest_value_per_key(broker, topic, compression):
 
     # New dirty data (updates, one deleted key comes back) triggers another pass, which drops
     # the tombstones (delete.retention.ms=0 has passed since the pass that saw them).
-    prod.batch([(key(i), b"v9-%02d" % i) for i in (0, 5, 6, 7, 8, 9)])
+    # An empty value is not a tombstone: key 10's latest value is b"" and must survive.
+    prod.batch([(key(i), b"v9-%02d" % i) for i in (0, 5, 6, 7, 8, 9)] + [(key(10), b"")])
     prod.batch([(b"roll", b"2")])
     want = prod.expected(keep_tombstones=False)
     try:
@@ -135,6 +136,7 @@ def test_compaction_keeps_latest_value_per_key(broker, topic, compression):
     assert not live_keys & deleted, f"deleted keys still readable: {sorted(live_keys & deleted)}"
     assert {key(i) for i in range(KEYS)} - deleted <= live_keys
     assert all(s.value is not None for s in got), "a tombstone survived the second pass"
+    assert [s.value for s in got if s.key == key(10)] == [b""], "an empty (non-null) value was treated as a tombstone"
 
     # A fetch from an offset the cleaner removed starts at the next surviving record.
     removed = [r.offset for r in prod.log if r.key == key(DELETED)][0]  # round 0 value of a live key

@@ -158,3 +158,46 @@ def test_delete_records_several_partitions_and_errors(broker, topic):
                        (topic + "-missing", 0): KafkaError.UNKNOWN_TOPIC_OR_PART}, \
         f"per-partition DeleteRecords results: {results}"
     assert [watermarks(b, topic, p) for p in range(3)] == [(3, 10), (10, 10), (0, 10)]
+
+
+@pytest.mark.parametrize("compression", ["none", "zstd"])
+def test_delete_records_inside_a_batch(broker, topic, compression):
+    """The new log start falls inside a batch: consumers see nothing below it, and a fetch
+    below it is out of range although the batch holding that offset is still on disk."""
+    from confluent_kafka import KafkaError as KE
+
+    from helpers import confluent_producer
+    from lifecycle_util import consumer
+
+    b = broker.bootstrap
+    create_topic(b, topic, 1)
+    p = confluent_producer(b, linger_ms=200, compression_type=compression)
+    for i in range(10):
+        p.produce(topic, key=b"k", value=b"v%d" % i, partition=0)
+    assert p.flush(30) == 0
+    assert confluent_delete(b, topic, 5).low_watermark == 5
+    assert watermarks(b, topic) == (5, 10)
+    got = read_partition(b, topic)
+    assert [(s.offset, s.value) for s in got] == [(i, b"v%d" % i) for i in range(5, 10)], \
+        f"confluent-kafka read {[(s.offset, s.value) for s in got]} after DeleteRecords(5) inside a batch"
+
+    from helpers import kp_consume
+    kp = kp_consume(b, topic, [0], expected=5, timeout=15)
+    assert [(r.offset, r.value) for r in kp] == [(i, b"v%d" % i) for i in range(5, 10)], \
+        f"kafka-python read {[(r.offset, r.value) for r in kp]}"
+
+    c = consumer(b, **{"auto.offset.reset": "error"})
+    try:
+        c.assign([TopicPartition(topic, 0, 3)])
+        import time
+        deadline, err = time.monotonic() + 15, None
+        while err is None and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is None:
+                continue
+            assert m.error() is not None, f"fetch at 3 below log start 5 returned offset {m.offset()}"
+            if m.error().code() != KE._PARTITION_EOF:
+                err = m.error()
+        assert err is not None and err.code() == KE._AUTO_OFFSET_RESET, f"fetch at 3 below log start 5: {err}"
+    finally:
+        c.close()

@@ -59,9 +59,15 @@ def test_time_retention_deletes_expired_records(broker, topic):
     low, high = wait_for(lambda: watermarks(b, topic), lambda w: w == (50, 50), RETENTION_TIMEOUT_S,
                          f"retention.ms to delete the day-old records of {topic} (want (earliest, latest) = (50, 50))")
     assert earliest_via_admin(b, topic) == 50, "AdminClient.list_offsets(earliest) disagrees with the watermarks"
+    admin = AdminClient({"bootstrap.servers": b})
+    tp = TopicPartition(topic, 0)
+    by_time = admin.list_offsets({tp: OffsetSpec.for_timestamp(old - 1000)})[tp].result(15).offset
+    assert by_time == -1, f"ListOffsets by a timestamp only deleted records had: {by_time} (want -1: none at or after it)"
 
     new = produce(b, topic, [b"new-%d" % i for i in range(5)])
     assert new == [50, 51, 52, 53, 54], f"records after retention got offsets {new}"
+    by_time = admin.list_offsets({tp: OffsetSpec.for_timestamp(old - 1000)})[tp].result(15).offset
+    assert by_time == 50, f"ListOffsets by an old timestamp after retention: {by_time}, want the first kept offset 50"
 
     # A consumer at offset 0 (below the log start) is reset to the earliest offset.
     got = read_partition(b, topic, start=0)
