@@ -416,6 +416,10 @@ impl Client {
     }
 
     pub(crate) async fn conn(&mut self, addr: &str) -> Result<&mut Connection> {
+        if self.conns.get(addr).is_some_and(Connection::is_desynced) {
+            // A request was abandoned midway (its future dropped): start afresh.
+            self.conns.remove(addr);
+        }
         if !self.conns.contains_key(addr) {
             let c = Connection::connect(
                 addr,

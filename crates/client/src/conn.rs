@@ -111,6 +111,10 @@ pub struct Connection {
     stream: TcpStream,
     client_id: String,
     next_correlation_id: i32,
+    /// True from the start of a request until its whole response was read: still true
+    /// afterwards when the caller dropped the future midway (e.g. a `select!` that gave up on
+    /// a long-poll fetch), so the stream holds a stale or partial frame.
+    desynced: bool,
     versions: HashMap<i16, (i16, i16)>,
     request_timeout: Duration,
 }
@@ -144,11 +148,18 @@ impl Connection {
             stream,
             client_id: client_id.to_owned(),
             next_correlation_id: 1,
+            desynced: false,
             versions: HashMap::new(),
             request_timeout,
         };
         conn.negotiate_versions().await?;
         Ok(conn)
+    }
+
+    /// Whether a request on this connection was abandoned before its response was read
+    /// (or failed): the stream may hold a stale frame, so the connection must be replaced.
+    pub fn is_desynced(&self) -> bool {
+        self.desynced
     }
 
     /// The address this connection was opened to.
@@ -259,7 +270,10 @@ impl Connection {
     /// Sends `req` without waiting for a response (produce with acks=0).
     pub async fn send_oneway<R: Request>(&mut self, req: &R) -> Result<()> {
         let version = self.version_for::<R>()?;
-        self.write_request(req, version).await.map(|_| ())
+        self.write_request(req, version).await?;
+        // No response will come.
+        self.desynced = false;
+        Ok(())
     }
 
     /// Sends `req` at an explicit `version` and waits for the response.
@@ -286,6 +300,7 @@ impl Connection {
     }
 
     async fn write_request<R: Request>(&mut self, req: &R, version: i16) -> Result<i32> {
+        self.desynced = true;
         let id = self.next_correlation_id;
         self.next_correlation_id = self.next_correlation_id.wrapping_add(1).max(1);
         let frame = encode_request(req, version, id, &self.client_id).map_err(|message| {
@@ -334,7 +349,10 @@ impl Connection {
                 addr: self.addr.clone(),
                 message: format!("response frame of {n} bytes is too large or negative"),
             }),
-            Ok(Ok(body)) => Ok(body),
+            Ok(Ok(body)) => {
+                self.desynced = false;
+                Ok(body)
+            }
         }
     }
 
@@ -479,6 +497,60 @@ mod tests {
         assert_eq!(api_name(3), "Metadata");
         assert_eq!(api_name(0), "Produce");
         assert_eq!(api_name(-5), "api key -5");
+    }
+
+    /// A broker that answers ApiVersions (advertising Metadata) and then never answers.
+    async fn silent_broker() -> String {
+        use kafka_protocol::messages::api_versions_response::ApiVersion;
+        use tokio::net::TcpListener;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut len = [0u8; 4];
+            sock.read_exact(&mut len).await.unwrap();
+            let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+            sock.read_exact(&mut body).await.unwrap();
+            let correlation_id = i32::from_be_bytes([body[4], body[5], body[6], body[7]]);
+            let mut out = BytesMut::new();
+            out.put_i32(0);
+            let mut header = ResponseHeader::default();
+            header.correlation_id = correlation_id;
+            header.encode(&mut out, 0).unwrap();
+            let mut resp = ApiVersionsResponse::default();
+            resp.api_keys = vec![ApiVersion::default()
+                .with_api_key(3)
+                .with_min_version(0)
+                .with_max_version(12)];
+            resp.encode(&mut out, 0).unwrap();
+            let n = (out.len() - 4) as i32;
+            out[0..4].copy_from_slice(&n.to_be_bytes());
+            // The client asked at its highest version; its fallback decoder reads this v0
+            // body. Then swallow requests without ever answering.
+            sock.write_all(&out).await.unwrap();
+            let mut sink = vec![0u8; 4096];
+            while let Ok(n) = sock.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        });
+        addr
+    }
+
+    #[tokio::test]
+    async fn abandoned_request_marks_the_connection_desynced() {
+        let addr = silent_broker().await;
+        let mut conn =
+            Connection::connect(&addr, "t", Duration::from_secs(2), Duration::from_secs(5))
+                .await
+                .unwrap();
+        assert!(!conn.is_desynced());
+        let req = MetadataRequest::default().with_topics(None);
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(100), conn.send_versioned(&req, 0)).await;
+        assert!(abandoned.is_err(), "the silent broker answered");
+        assert!(conn.is_desynced());
     }
 
     #[tokio::test]

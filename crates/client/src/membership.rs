@@ -284,6 +284,8 @@ pub struct Membership {
     protocol: String,
     assignment: Assignment,
     heartbeat: Option<Heartbeat>,
+    /// A reason to rejoin learnt outside the heartbeat task (a refused commit).
+    pending: Option<GroupEvent>,
 }
 
 fn coordinator_error(code: i16) -> bool {
@@ -319,6 +321,7 @@ impl Membership {
             protocol: String::new(),
             assignment: Vec::new(),
             heartbeat: None,
+            pending: None,
         }
     }
 
@@ -349,9 +352,11 @@ impl Membership {
 
     /// A pending reason to rejoin reported by the heartbeat task, if any.
     pub fn event(&self) -> Option<GroupEvent> {
-        self.heartbeat
-            .as_ref()
-            .and_then(|h| h.event.lock().ok().and_then(|e| e.clone()))
+        self.pending.clone().or_else(|| {
+            self.heartbeat
+                .as_ref()
+                .and_then(|h| h.event.lock().ok().and_then(|e| e.clone()))
+        })
     }
 
     fn stop_heartbeat(&mut self) {
@@ -369,6 +374,7 @@ impl Membership {
             Some(GroupEvent::Rebalance) | None => {}
         }
         self.stop_heartbeat();
+        self.pending = None;
         let mut last = None;
         for attempt in 0..JOIN_ATTEMPTS {
             let coordinator = match &self.coordinator {
@@ -567,14 +573,21 @@ impl Membership {
         if offsets.is_empty() || self.member_id.is_empty() {
             return Ok(());
         }
-        client
+        let result = client
             .commit_member_offsets(
                 &self.config.group,
                 self.generation,
                 &self.member_id,
                 offsets,
             )
-            .await
+            .await;
+        // A refused commit means the member must rejoin, even before a heartbeat says so.
+        match result.as_ref().err().and_then(ClientError::kafka_code) {
+            Some(KafkaCode(REBALANCE_IN_PROGRESS)) => self.pending = Some(GroupEvent::Rebalance),
+            Some(code) if fenced(code.0) => self.pending = Some(GroupEvent::Fenced(code)),
+            _ => {}
+        }
+        result
     }
 
     /// Leaves the group (LeaveGroup) and stops heartbeating. Safe to call when not joined.

@@ -514,3 +514,63 @@ fn group_conflicts_with_partition_and_offset() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--group"), "{err}");
 }
+
+#[test]
+fn interrupt_commits_and_leaves() {
+    let b = Broker::start();
+    let topic = unique("intr");
+    let group = unique("g");
+    b.create_topic(&topic, 2);
+    let mut expected = b.produce_keyed(&topic, 0..10);
+    expected.sort();
+    // A long commit interval: only the commit on exit can store the positions.
+    let mut child = b.spawn(
+        &[
+            "consume",
+            &topic,
+            "--group",
+            &group,
+            "--from-beginning",
+            "--print-key",
+            "--commit-interval-ms",
+            "600000",
+        ],
+        None,
+    );
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(line) => got.push(line),
+            Err(e) => {
+                let _ = child.kill();
+                panic!("consumer printed {got:?} then stopped ({e})");
+            }
+        }
+    }
+    got.sort();
+    assert_eq!(got, expected);
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    let out = wait_with_timeout(child, COMMAND_TIMEOUT, &["consume (interrupted)"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(
+        stderr.contains("Processed a total of 10 messages"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("warning"), "{stderr}");
+    assert_empty_without_lag(&b, &group, &topic, 2);
+}
