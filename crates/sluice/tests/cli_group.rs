@@ -574,3 +574,82 @@ fn interrupt_commits_and_leaves() {
     assert!(!stderr.contains("warning"), "{stderr}");
     assert_empty_without_lag(&b, &group, &topic, 2);
 }
+
+/// Commits `offset` for every partition of `topic` as an admin would.
+fn commit_directly(b: &Broker, group: &str, topic: &str, partitions: i32, offset: i64) {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    rt.block_on(async {
+        let mut client = sluice_client::Client::connect(sluice_client::ClientConfig {
+            bootstrap: b.bootstrap.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("connect");
+        let offsets: Vec<(String, i32, i64)> = (0..partitions)
+            .map(|p| (topic.to_owned(), p, offset))
+            .collect();
+        client
+            .commit_group_offsets(group, &offsets)
+            .await
+            .expect("commit");
+    });
+}
+
+#[test]
+fn out_of_range_committed_offsets_reset_like_auto_offset_reset() {
+    let b = Broker::start();
+    let topic = unique("oor");
+    b.create_topic(&topic, 2);
+    let mut old = b.produce_keyed(&topic, 0..6);
+    old.sort();
+
+    // --from-beginning: an out-of-range commit resets to the earliest offset.
+    let early = unique("g");
+    commit_directly(&b, &early, &topic, 2, 1000);
+    let out = b.run(
+        &[
+            "consume",
+            &topic,
+            "--group",
+            &early,
+            "--from-beginning",
+            "--print-key",
+            "--timeout-ms",
+            "2500",
+        ],
+        None,
+    );
+    let stdout = b.check(&["consume (earliest)"], out.clone());
+    assert_eq!(sorted_lines(&stdout), old);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("out of range"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_empty_without_lag(&b, &early, &topic, 2);
+
+    // Otherwise it resets to the end: old records are skipped, new ones read next time.
+    let late = unique("g");
+    commit_directly(&b, &late, &topic, 2, 1000);
+    let out = b.ok(
+        &["consume", &topic, "--group", &late, "--timeout-ms", "2000"],
+        None,
+    );
+    assert_eq!(out, "");
+    assert_empty_without_lag(&b, &late, &topic, 2);
+    let mut new = b.produce_keyed(&topic, 6..8);
+    new.sort();
+    let out = b.ok(
+        &[
+            "consume",
+            &topic,
+            "--group",
+            &late,
+            "--print-key",
+            "--timeout-ms",
+            "2000",
+        ],
+        None,
+    );
+    assert_eq!(sorted_lines(&out), new);
+}
