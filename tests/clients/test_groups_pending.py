@@ -1,7 +1,7 @@
-"""Consumer-group tests: Sluice has no group coordinator yet (next milestone).
+"""Consumer-group tests (marker `groups`), including the seeds' examples.
 
-Deselected by default (pytest.ini: -m "not groups"); run with `-m groups`, e.g.
-`scripts/test -m groups` or `KAFKA_BOOTSTRAP=... pytest tests/clients -m groups`.
+Written before Sluice had a group coordinator and first deselected by default; they run by
+default now that it has one. Deselect with `-m "not groups"` (e.g. against a build without it).
 """
 
 from __future__ import annotations
