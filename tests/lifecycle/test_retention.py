@@ -101,13 +101,15 @@ def test_time_retention_keeps_segment_with_recent_records(broker, topic):
     b = broker.bootstrap
     create_topic(b, topic, 1, {"retention.ms": "60000"})
     old = int(time.time() * 1000) - DAY_MS
-    produce(b, topic, [b"old-%d" % i for i in range(10)], timestamp=old)
+    # Recent records first: had the day-old ones come first, the segment would have been
+    # (rightly) expired for a moment before the recent ones arrived.
     produce(b, topic, [b"new-%d" % i for i in range(10)])
+    produce(b, topic, [b"old-%d" % i for i in range(10)], timestamp=old)
     time.sleep(1.5)  # several retention passes (every 200 ms)
     assert watermarks(b, topic) == (0, 20), "a segment whose newest record is recent was deleted"
     got = read_partition(b, topic)
-    assert [s.timestamp for s in got[:10]] == [old] * 10, "the producer's old CreateTime was not kept"
-    assert [s.value for s in got] == [b"old-%d" % i for i in range(10)] + [b"new-%d" % i for i in range(10)]
+    assert [s.timestamp for s in got[10:]] == [old] * 10, "the producer's old CreateTime was not kept"
+    assert [s.value for s in got] == [b"new-%d" % i for i in range(10)] + [b"old-%d" % i for i in range(10)]
 
 
 def test_size_retention_deletes_oldest_segments(broker, topic):
