@@ -3,13 +3,14 @@
 //! Both loops run on blocking threads (storage is synchronous) and never hold broker locks
 //! while they do I/O; a partition being cleaned keeps serving produce and fetch.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_storage::CleanOptions;
 use tokio::sync::watch;
 
-use crate::state::Broker;
+use crate::state::{Broker, PartitionHandle};
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -60,13 +61,19 @@ pub fn spawn(broker: Arc<Broker>, stop: watch::Receiver<bool>) -> Vec<tokio::tas
             return;
         }
         let backoff = setting_ms(&b, "log.cleaner.backoff.ms", 15_000);
+        let dirty_since = Arc::new(std::sync::Mutex::new(DirtySince::new()));
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(backoff) => {}
                 _ = rx.wait_for(|s| *s) => return,
             }
             let b2 = b.clone();
-            let _ = tokio::task::spawn_blocking(move || clean_dirtiest(&b2)).await;
+            let ds = dirty_since.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                let mut ds = ds.lock().unwrap_or_else(|p| p.into_inner());
+                clean_dirtiest(&b2, &mut ds)
+            })
+            .await;
         }
     }));
     tasks
@@ -108,30 +115,54 @@ pub fn flush_and_retain(broker: &Broker, retention: bool) {
     }
 }
 
-/// Cleans the compacted log with the highest dirty ratio above its `min.cleanable.dirty.ratio`.
-/// Returns true when a log was cleaned.
-pub fn clean_dirtiest(broker: &Broker) -> bool {
+/// When each compacted partition was first seen with cleanable (dirty) data since its last
+/// clean, for `max.compaction.lag.ms`.
+pub type DirtySince = HashMap<(String, i32), i64>;
+
+/// Cleans one compacted log: one whose dirty data has waited longer than its
+/// `max.compaction.lag.ms` if any (oldest first), else the one with the highest dirty ratio at
+/// or above its `min.cleanable.dirty.ratio`. Returns true when a log was cleaned.
+pub fn clean_dirtiest(broker: &Broker, dirty_since: &mut DirtySince) -> bool {
     let now = now_ms();
-    let mut best = None;
+    // (overdue, -since or ratio) ordering: overdue logs first, then by dirty ratio.
+    let mut best: Option<(bool, f64, Arc<PartitionHandle>)> = None;
+    let mut seen = std::collections::HashSet::new();
     for h in broker.all_partitions() {
         let cfg = h.config();
         if !cfg.cleanup_compact {
             continue;
         }
+        let key = (h.topic.clone(), h.index);
+        seen.insert(key.clone());
         let info = h.log.cleanable_info(now, cfg.min_compaction_lag_ms);
-        if info.cleanable_bytes == 0 || info.dirty_ratio < cfg.min_cleanable_dirty_ratio {
+        if info.cleanable_bytes == 0 {
+            dirty_since.remove(&key);
             continue;
         }
-        if best
-            .as_ref()
-            .is_none_or(|(r, _): &(f64, _)| info.dirty_ratio > *r)
-        {
-            best = Some((info.dirty_ratio, h));
+        let since = *dirty_since.entry(key).or_insert(now);
+        let max_lag = cfg.max_compaction_lag_ms;
+        let overdue = max_lag > 0 && max_lag < i64::MAX && now.saturating_sub(since) >= max_lag;
+        if !overdue && info.dirty_ratio < cfg.min_cleanable_dirty_ratio {
+            continue;
+        }
+        let score = if overdue {
+            (now - since) as f64
+        } else {
+            info.dirty_ratio
+        };
+        let better = match &best {
+            None => true,
+            Some((o, s, _)) => (overdue && !*o) || (overdue == *o && score > *s),
+        };
+        if better {
+            best = Some((overdue, score, h));
         }
     }
-    let Some((ratio, h)) = best else {
+    dirty_since.retain(|k, _| seen.contains(k));
+    let Some((overdue, score, h)) = best else {
         return false;
     };
+    let ratio = if overdue { -1.0 } else { score };
     let cfg = h.config();
     let max_bytes_per_sec = broker
         .config
@@ -148,10 +179,12 @@ pub fn clean_dirtiest(broker: &Broker) -> bool {
     };
     match h.log.clean(&opts) {
         Ok(stats) => {
+            dirty_since.remove(&(h.topic.clone(), h.index));
             tracing::info!(
                 topic = %h.topic,
                 partition = h.index,
                 dirty_ratio = ratio,
+                overdue,
                 segments = stats.segments_cleaned,
                 records_removed = stats.records_removed,
                 tombstones_removed = stats.tombstones_removed,

@@ -21,6 +21,10 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
             match broker.partition(&name, p.partition_index) {
                 PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                 PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
+                PartitionLookup::Online(h) if !h.config().cleanup_delete => {
+                    // Kafka only deletes records of topics whose cleanup.policy includes delete.
+                    r.error_code = codes::POLICY_VIOLATION;
+                }
                 PartitionLookup::Online(h) => {
                     // -1 means "up to the high watermark".
                     let target = if p.offset == -1 {
