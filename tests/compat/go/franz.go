@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func franzScenarios() []scenario {
@@ -21,6 +22,7 @@ func franzScenarios() []scenario {
 		{"errors", franzErrors},
 		{"group", franzGroup},
 		{"admin_groups", franzAdminGroups},
+		{"fetch_edge", franzFetchEdge},
 	}
 }
 
@@ -486,4 +488,48 @@ func franzAdminGroups(bootstrap string) (string, error) {
 		return "", fmt.Errorf("delete group: %v %v", err, dr[group].Err)
 	}
 	return "list/describe/fetch offsets/delete group ok", nil
+}
+
+// franzFetchEdge sends Fetch requests that name no partitions -- a sessionless full fetch
+// (SessionEpoch 0) and a session-close fetch (SessionEpoch -1, what the Java consumer sends
+// when it closes) -- with MaxWaitMillis 2000. Kafka answers such a fetch at once (there is
+// nothing to wait for); a broker that holds it for MaxWait makes every Java consumer close
+// fetch.max.wait.ms slower. Fails if either takes 1 s or more.
+func franzFetchEdge(bootstrap string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := franzClient(bootstrap)
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	var parts []string
+	slow := false
+	for _, epoch := range []int32{0, -1} {
+		req := kmsg.NewPtrFetchRequest()
+		req.SetVersion(12)
+		req.ReplicaID = -1
+		req.MaxWaitMillis = 2000
+		req.MinBytes = 1
+		req.MaxBytes = 1 << 20
+		req.SessionEpoch = epoch
+		t0 := time.Now()
+		resp, err := req.RequestWith(ctx, cl)
+		took := time.Since(t0)
+		if err != nil {
+			return "", fmt.Errorf("fetch (epoch %d): %w", epoch, err)
+		}
+		if e := kerr.ErrorForCode(resp.ErrorCode); e != nil {
+			return "", fmt.Errorf("fetch (epoch %d): %w", epoch, e)
+		}
+		immediate := took < time.Second
+		slow = slow || !immediate
+		obs("fetch_edge", fmt.Sprintf("no_partitions_epoch_%d_immediate", epoch), immediate)
+		parts = append(parts, fmt.Sprintf("epoch %d answered in %d ms", epoch, took.Milliseconds()))
+	}
+	detail := "Fetch v12 naming no partitions, MaxWait 2000 ms: " + strings.Join(parts, ", ")
+	if slow {
+		return "", errors.New(detail + " (Kafka answers at once)")
+	}
+	return detail, nil
 }
