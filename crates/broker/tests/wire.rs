@@ -1153,3 +1153,102 @@ async fn delete_records_and_time_retention() {
     assert_eq!(list_offset(&mut c, "old", -1).await.1, 2);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corruption_before_recovery_point_takes_only_that_partition_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let addr = format!("127.0.0.1:{port}");
+    let start = |d: std::path::PathBuf, a: String| {
+        let (settings, _) = BrokerSettings::from_map(&BTreeMap::new()).unwrap();
+        let cfg = BrokerConfig {
+            listen: a,
+            advertised: None,
+            data_dir: d,
+            node_id: 1,
+            http: None,
+            settings,
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            sluice_broker::run(cfg, async move {
+                let _ = rx.await;
+            })
+            .await
+            .unwrap();
+        });
+        (tx, task)
+    };
+    let wait = |a: String| async move {
+        for _ in 0..200 {
+            if TcpStream::connect(&a).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("broker did not start");
+    };
+    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
+    wait(addr.clone()).await;
+    let mut c = Conn::open(&addr).await;
+    create_topic(&mut c, "broken", 1).await;
+    create_topic(&mut c, "healthy", 1).await;
+    for t in ["broken", "healthy"] {
+        for i in 0..3 {
+            let v = format!("{t}{i}");
+            produce(&mut c, t, 0, batch(&[("k", &v)], Compression::None, -1, 0)).await;
+        }
+    }
+    drop(c);
+    tx.send(()).unwrap();
+    task.await.unwrap(); // clean shutdown: everything is below the recovery point
+
+    // Flip a byte inside the first batch's records (covered by its CRC).
+    let seg = dir.path().join("broken-0").join("00000000000000000000.log");
+    let mut bytes = std::fs::read(&seg).unwrap();
+    bytes[65] ^= 0xff;
+    std::fs::write(&seg, &bytes).unwrap();
+    // Also drop the clean-shutdown snapshot so the segment is scanned on open.
+    let _ = std::fs::remove_file(dir.path().join("broken-0").join("clean-shutdown"));
+
+    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
+    wait(addr.clone()).await;
+    let mut c = Conn::open(&addr).await;
+    let (err, _) = produce(
+        &mut c,
+        "broken",
+        0,
+        batch(&[("k", "x")], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!(err, 56, "KAFKA_STORAGE_ERROR for the corrupted partition");
+    let (err, _, _) = fetch(&mut c, "broken", 0, 0, 0).await;
+    assert_eq!(err, 56);
+    let md = c
+        .send(12, &MetadataRequest::default().with_topics(None))
+        .await;
+    let broken = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some("broken"))
+        .unwrap();
+    assert_eq!(broken.partitions[0].error_code, 56);
+    // The corrupted file was not cut: it still has all its bytes.
+    assert_eq!(std::fs::read(&seg).unwrap().len(), bytes.len());
+    // Other partitions keep working.
+    let (err, base) = produce(
+        &mut c,
+        "healthy",
+        0,
+        batch(&[("k", "more")], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!((err, base), (0, 3));
+    let (err, hw, _) = fetch(&mut c, "healthy", 0, 0, 0).await;
+    assert_eq!((err, hw), (0, 4));
+    tx.send(()).unwrap();
+    task.await.unwrap();
+}
