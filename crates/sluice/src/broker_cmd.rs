@@ -34,7 +34,12 @@ pub struct BrokerArgs {
     pub http: Option<String>,
     /// Broker setting with Kafka's name, e.g. `--set num.partitions=3`. Repeatable. In the
     /// environment: SLUICE_SET="k1=v1,k2=v2".
-    #[arg(long = "set", value_name = "KEY=VALUE", env = "SLUICE_SET", value_delimiter = ',')]
+    #[arg(
+        long = "set",
+        value_name = "KEY=VALUE",
+        env = "SLUICE_SET",
+        value_delimiter = ','
+    )]
     pub set: Vec<String>,
     /// Log level (error, warn, info, debug, trace) unless RUST_LOG is set [default: info].
     #[arg(long, env = "SLUICE_LOG_LEVEL")]
@@ -104,9 +109,9 @@ pub fn resolve(args: BrokerArgs) -> anyhow::Result<Resolved> {
         settings.insert(k.clone(), toml_scalar(k, v)?);
     }
     for kv in &args.set {
-        let (k, v) = kv
-            .split_once('=')
-            .with_context(|| format!("--set {kv:?}: expected KEY=VALUE, e.g. --set num.partitions=3"))?;
+        let (k, v) = kv.split_once('=').with_context(|| {
+            format!("--set {kv:?}: expected KEY=VALUE, e.g. --set num.partitions=3")
+        })?;
         settings.insert(k.trim().to_string(), v.trim().to_string());
     }
     let (settings, warnings) = BrokerSettings::from_map(&settings)
@@ -263,7 +268,10 @@ mod tests {
         std::fs::write(&path, "lisen = \"x\"\n").unwrap();
         let t = T::parse_from(["x", "--config", path.to_str().unwrap()]);
         let err = resolve(t.a).err().unwrap().to_string();
-        assert!(err.contains("unknown key") || err.contains("not valid"), "{err}");
+        assert!(
+            err.contains("unknown key") || err.contains("not valid"),
+            "{err}"
+        );
         let t = T::parse_from(["x", "--http", "off"]);
         assert!(resolve(t.a).unwrap().broker.http.is_none());
     }
