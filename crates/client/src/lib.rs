@@ -11,6 +11,7 @@
 //! caller keeps the fetch positions ([`FetchPosition`]) of the partitions it is assigned.
 
 mod client;
+mod configs;
 mod conn;
 mod error;
 mod groups;
@@ -22,6 +23,9 @@ pub use client::{
     now_ms, parse_bootstrap, Acks, BrokerInfo, Client, ClientConfig, ClusterMetadata, ConfigEntry,
     ConfigSource, CreatedTopic, FetchOptions, FetchPosition, FetchedPartition, NewTopic,
     OffsetSpec, PartitionInfo, ProduceOutcome, TopicInfo, TopicResults,
+};
+pub use configs::{
+    AlterConfigOpKind, ConfigChange, ConfigResource, ConfigSynonym, DescribedConfig,
 };
 pub use conn::{
     api_name, decode_api_versions, decode_response, encode_request, negotiate, Connection,

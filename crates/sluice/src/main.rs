@@ -28,6 +28,8 @@ enum Command {
     Consume(cli::ConsumeArgs),
     /// List, describe (with lag), delete consumer groups and reset their offsets.
     Groups(cli::GroupsArgs),
+    /// Describe and alter topic and broker configs.
+    Configs(cli::ConfigsArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -38,6 +40,7 @@ fn main() -> anyhow::Result<()> {
         Command::Produce(args) => cli::run(cli::Tool::Produce(args)),
         Command::Consume(args) => cli::run(cli::Tool::Consume(args)),
         Command::Groups(args) => cli::run(cli::Tool::Groups(args)),
+        Command::Configs(args) => cli::run(cli::Tool::Configs(args)),
     }
 }
 

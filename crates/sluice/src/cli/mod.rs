@@ -1,9 +1,11 @@
-//! Console tools: `sluice topics`, `sluice produce`, `sluice consume`, `sluice groups`.
+//! Console tools: `sluice topics`, `sluice produce`, `sluice consume`, `sluice groups`,
+//! `sluice configs`.
 //!
 //! Each tool runs on its own tokio runtime (the binary's `main` stays synchronous because
 //! `sluice broker` builds its own runtime). Errors are printed as `error: ...` with exit code 1;
 //! a closed stdout (e.g. `| head`) ends a tool quietly with exit code 0.
 
+mod configs;
 mod consume;
 mod groups;
 mod output;
@@ -15,6 +17,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use sluice_client::{Client, ClientConfig};
 
+pub use configs::ConfigsArgs;
 pub use consume::ConsumeArgs;
 pub use groups::GroupsArgs;
 pub use produce::ProduceArgs;
@@ -70,6 +73,8 @@ pub enum Tool {
     Consume(ConsumeArgs),
     /// `sluice groups ...`
     Groups(GroupsArgs),
+    /// `sluice configs ...`
+    Configs(ConfigsArgs),
 }
 
 /// Runs a console tool to completion and exits the process with its status.
@@ -91,6 +96,7 @@ pub fn run(tool: Tool) -> ! {
             Tool::Produce(args) => produce::run(args).await,
             Tool::Consume(args) => consume::run(args).await,
             Tool::Groups(args) => groups::run(args).await,
+            Tool::Configs(args) => configs::run(args).await,
         }
     });
     // Do not wait for the blocking stdin reader thread (it may be parked in a read).
