@@ -273,7 +273,12 @@ impl Client {
                 addr: addr.clone(),
                 message: format!("DescribeConfigs response has no entry for {resource}"),
             })?;
-        check(resource, result.error_code, result.error_message.as_deref(), "describe")?;
+        check(
+            resource,
+            result.error_code,
+            result.error_message.as_deref(),
+            "describe",
+        )?;
         let mut out: Vec<DescribedConfig> = result.configs.into_iter().map(described).collect();
         out.sort_by(|a, b| a.entry.name.cmp(&b.entry.name));
         Ok(out)
@@ -304,7 +309,12 @@ impl Client {
                 addr: addr.clone(),
                 message: format!("IncrementalAlterConfigs response has no entry for {resource}"),
             })?;
-        check(resource, result.error_code, result.error_message.as_deref(), "alter")
+        check(
+            resource,
+            result.error_code,
+            result.error_message.as_deref(),
+            "alter",
+        )
     }
 }
 
@@ -382,8 +392,14 @@ mod tests {
         assert_eq!(source_from_wire(1).kafka_name(), "DYNAMIC_TOPIC_CONFIG");
         assert_eq!(source_from_wire(4).kafka_name(), "STATIC_BROKER_CONFIG");
         assert_eq!(source_from_wire(5).kafka_name(), "DEFAULT_CONFIG");
-        assert_eq!(source_from_wire(6).kafka_name(), "DYNAMIC_BROKER_LOGGER_CONFIG");
-        assert_eq!(source_from_wire(42).kafka_name(), "UNKNOWN_CONFIG_SOURCE_42");
+        assert_eq!(
+            source_from_wire(6).kafka_name(),
+            "DYNAMIC_BROKER_LOGGER_CONFIG"
+        );
+        assert_eq!(
+            source_from_wire(42).kafka_name(),
+            "UNKNOWN_CONFIG_SOURCE_42"
+        );
     }
 
     #[test]
@@ -405,7 +421,8 @@ mod tests {
         c.name = StrBytes::from_static_str("retention.ms");
         c.value = Some(StrBytes::from_static_str("1000"));
         c.config_source = 1;
-        let mut s = kafka_protocol::messages::describe_configs_response::DescribeConfigsSynonym::default();
+        let mut s =
+            kafka_protocol::messages::describe_configs_response::DescribeConfigsSynonym::default();
         s.name = StrBytes::from_static_str("log.retention.ms");
         s.value = None;
         s.source = 5;

@@ -293,7 +293,12 @@ mod tests {
     use super::*;
     use sluice_client::{ConfigEntry, ConfigSource};
 
-    fn cfg(name: &str, value: Option<&str>, source: ConfigSource, sensitive: bool) -> DescribedConfig {
+    fn cfg(
+        name: &str,
+        value: Option<&str>,
+        source: ConfigSource,
+        sensitive: bool,
+    ) -> DescribedConfig {
         DescribedConfig {
             entry: ConfigEntry {
                 name: name.into(),
@@ -312,8 +317,18 @@ mod tests {
 
     fn sample() -> Vec<DescribedConfig> {
         vec![
-            cfg("cleanup.policy", Some("delete"), ConfigSource::Default, false),
-            cfg("retention.ms", Some("1000"), ConfigSource::DynamicTopic, false),
+            cfg(
+                "cleanup.policy",
+                Some("delete"),
+                ConfigSource::Default,
+                false,
+            ),
+            cfg(
+                "retention.ms",
+                Some("1000"),
+                ConfigSource::DynamicTopic,
+                false,
+            ),
             cfg("secret", Some("hunter2"), ConfigSource::DynamicTopic, true),
         ]
     }
@@ -326,7 +341,10 @@ mod tests {
         assert!(out.contains("retention.ms"), "{out}");
         assert!(out.contains("DYNAMIC_TOPIC_CONFIG"), "{out}");
         assert!(!out.contains("cleanup.policy"), "{out}");
-        assert!(out.contains("(sensitive)") && !out.contains("hunter2"), "{out}");
+        assert!(
+            out.contains("(sensitive)") && !out.contains("hunter2"),
+            "{out}"
+        );
         let out = describe_text(OutputFormat::Table, &t, &sample(), true, false).unwrap();
         assert!(out.contains("cleanup.policy"), "{out}");
         assert!(out.contains("DEFAULT_CONFIG"), "{out}");
