@@ -33,6 +33,7 @@ import org.apache.kafka.common.utils.AppInfoParser;
  */
 public final class ConnectMain {
     static final int LINES = 1000;
+    static final int EXTRA_LINES = 200;
     static final long DEADLINE_MS = 90_000;
 
     private ConnectMain() {}
@@ -46,10 +47,21 @@ public final class ConnectMain {
 
     /** 1000 non-empty lines of varied length and characters (ASCII, Latin-1, CJK, emoji). */
     static byte[] inputFile() {
-        Random rnd = new Random(1000);
-        String[] bits = {"sluice", "kafka", "connect", "ünïcødé", "日本語", "🙂", "tab\there", "a=b;c", "  spaced  "};
+        return lines(1000, 0, LINES, false);
+    }
+
+    /**
+     * {@code count} lines numbered from {@code first}. ASCII only if {@code ascii}: the
+     * FileStreamSource task counts its file position in chars but resumes by skipping bytes, so
+     * after a restart it starts mid-line in a file with multi-byte UTF-8 (same on Kafka).
+     */
+    static byte[] lines(long seed, int first, int count, boolean ascii) {
+        Random rnd = new Random(seed);
+        String[] bits = ascii
+            ? new String[] {"sluice", "kafka", "connect", "tab\there", "a=b;c", "  spaced  ", "~!@#$%^&*()"}
+            : new String[] {"sluice", "kafka", "connect", "ünïcødé", "日本語", "🙂", "tab\there", "a=b;c", "  spaced  "};
         StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < LINES; i++) {
+        for (int i = first; i < first + count; i++) {
             sb.append(String.format("%04d", i));
             int n = rnd.nextInt(12);
             for (int j = 0; j < n; j++) {
@@ -192,6 +204,36 @@ public final class ConnectMain {
         }
     }
 
+    /**
+     * After a worker restart the sink file must be: the first run's output (the whole input),
+     * then a contiguous replay of the input's last k lines (at-least-once redelivery, k >= 0),
+     * then exactly the appended lines. Returns null when it is, else what is wrong; sets
+     * {@code replayed[0]} to k.
+     */
+    static String checkResumed(byte[] got, byte[] input, byte[] more, int[] replayed) {
+        if (got.length < input.length || !Arrays.equals(Arrays.copyOf(got, input.length), input)) {
+            return "first " + input.length + " bytes differ from the first run's output";
+        }
+        List<String> in = Arrays.asList(new String(input, StandardCharsets.UTF_8).split("\n"));
+        List<String> extra = Arrays.asList(new String(more, StandardCharsets.UTF_8).split("\n"));
+        String rest = new String(got, input.length, got.length - input.length, StandardCharsets.UTF_8);
+        List<String> tailLines = rest.isEmpty() ? List.of() : Arrays.asList(rest.split("\n"));
+        if (!rest.isEmpty() && !rest.endsWith("\n")) {
+            return "partial last line";
+        }
+        int k = tailLines.size() - extra.size();
+        if (k < 0 || !tailLines.subList(k, tailLines.size()).equals(extra)) {
+            return tailLines.size() + " lines after the first run's output, not yet ending with the "
+                + extra.size() + " appended ones";
+        }
+        if (k > in.size() || !tailLines.subList(0, k).equals(in.subList(in.size() - k, in.size()))) {
+            return k + " lines before the appended ones are not a replay of the input's last lines (first: line "
+                + in.indexOf(tailLines.get(0)) + ", last: line " + in.indexOf(tailLines.get(k - 1)) + ")";
+        }
+        replayed[0] = k;
+        return null;
+    }
+
     static HttpResponse<String> http(HttpClient c, String method, String url, String body) throws Exception {
         HttpRequest.Builder b = HttpRequest.newBuilder(URI.create(url)).timeout(Duration.ofSeconds(20))
             .header("Content-Type", "application/json");
@@ -214,9 +256,10 @@ public final class ConnectMain {
         String pfx = "connect-" + Common.RUN + "-";
         Path dir = Common.tempDir("compat-connect-dist-");
         Path log = dir.resolve("worker.log");
+        Path log2 = dir.resolve("worker2.log");
         try (Admin admin = Common.admin()) {
             Common.createTopic(admin, topic, 1, Map.of());
-            byte[] input = inputFile();
+            byte[] input = lines(1000, 0, LINES, true);
             Path in = dir.resolve("input.txt");
             Path out = dir.resolve("output.txt");
             Files.write(in, input);
@@ -238,6 +281,7 @@ public final class ConnectMain {
             String base = "http://127.0.0.1:" + port;
             HttpClient hc = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
             String stopped;
+            int replayedLines = -1;
             String src = "file-source-" + Common.RUN;
             String sink = "file-sink-" + Common.RUN;
             try {
@@ -280,16 +324,61 @@ public final class ConnectMain {
                         }
                     });
                 }
-                HttpResponse<String> list = http(hc, "GET", base + "/connectors", null);
-                Common.check(list.body().contains(src) && list.body().contains(sink), "GET /connectors " + list.body());
-                for (String name : List.of(src, sink)) {
-                    HttpResponse<String> r = http(hc, "DELETE", base + "/connectors/" + name, null);
-                    Common.check(r.statusCode() == 204, "DELETE " + name + ": " + r.statusCode() + " " + r.body());
+                Common.step("distributed: status RUNNING");
+                String stopped1 = stopWorker(p, log);
+                Common.step("distributed: worker 1 stopped (" + stopped1 + ")");
+                // A new worker with no local state: the connector configs come back from the
+                // config topic, the source's file position from the offset topic and the sink's
+                // position from its group's committed offsets, so only the appended lines are
+                // copied, once.
+                byte[] more = lines(2000, LINES, EXTRA_LINES, true);
+                Files.write(in, more, java.nio.file.StandardOpenOption.APPEND);
+                byte[] all = new byte[input.length + more.length];
+                System.arraycopy(input, 0, all, 0, input.length);
+                System.arraycopy(more, 0, all, input.length, more.length);
+                int port2 = Common.freePort();
+                w.put("listeners", "http://127.0.0.1:" + port2);
+                writeProps(dir.resolve("worker.properties"), w);
+                String base2 = "http://127.0.0.1:" + port2;
+                Process p2 = startWorker(dir, "org.apache.kafka.connect.cli.ConnectDistributed",
+                    List.of("worker.properties"), log2);
+                int[] replayed = {-1};
+                try {
+                    Common.waitFor(DEADLINE_MS, "sink file to end with the appended lines", () -> {
+                        if (!p2.isAlive()) {
+                            throw new IllegalStateException("worker 2 exited " + p2.exitValue() + ": " + tail(log2));
+                        }
+                        try {
+                            String why = checkResumed(Files.readAllBytes(out), input, more, replayed);
+                            return why;
+                        } catch (IOException e) {
+                            return e.toString();
+                        }
+                    });
+                    Common.step("distributed: worker 2 copied the " + EXTRA_LINES + " appended lines after "
+                        + replayed[0] + " replayed ones");
+                    // The herder runs tasks before the REST resources are registered (404 until then).
+                    Common.waitFor(30_000, "GET /connectors on worker 2 listing both", () -> {
+                        try {
+                            HttpResponse<String> r = http(hc, "GET", base2 + "/connectors", null);
+                            boolean ok = r.statusCode() == 200 && r.body().contains(src) && r.body().contains(sink);
+                            return ok ? null : r.statusCode() + " " + Common.oneLine(r.body());
+                        } catch (Exception e) {
+                            return e.toString();
+                        }
+                    });
+                    for (String name : List.of(src, sink)) {
+                        HttpResponse<String> r = http(hc, "DELETE", base2 + "/connectors/" + name, null);
+                        Common.check(r.statusCode() == 204, "DELETE " + name + ": " + r.statusCode() + " " + r.body());
+                    }
+                    Common.step("distributed: connectors deleted");
+                    replayedLines = replayed[0];
+                } finally {
+                    stopped = stopWorker(p2, log2);
+                    Common.step("distributed: worker 2 stopped");
                 }
-                Common.step("distributed: status RUNNING, connectors deleted");
             } finally {
-                stopped = stopWorker(p, log);
-                Common.step("distributed: worker stopped");
+                stopWorker(p, log);
             }
             long ms = (System.nanoTime() - t0) / 1_000_000;
             Set<String> policies = new TreeSet<>();
@@ -300,17 +389,23 @@ public final class ConnectMain {
                 policies.add(t + "=" + v);
             }
             Common.obs("distributed", "byte_identical", true);
+            Common.obs("distributed", "restart_replayed_lines", replayedLines);
             Common.obs("distributed", "worker_stop", stopped);
             Common.check(policies.equals(Set.of("configs=compact", "offsets=compact", "status=compact")),
                 "internal topic policies " + policies);
-            return LINES + " lines via REST-created connectors byte-identical in " + ms + " ms; " + policies
-                + "; connectors RUNNING, deleted; worker " + stopped;
+            return LINES + " ASCII lines via REST-created connectors byte-identical, connectors RUNNING; new worker "
+                + "resumed from the config/offset topics and group offsets: +" + EXTRA_LINES
+                + " appended lines copied in order after " + replayedLines
+                + " replayed (at-least-once) lines; " + ms + " ms; " + policies + "; worker " + stopped;
         } finally {
             if (System.getProperty("compat.connect.keep") != null) {
                 Files.copy(log, Path.of(System.getProperty("compat.connect.keep")),
                     java.nio.file.StandardCopyOption.REPLACE_EXISTING);
             }
             dumpLog(log);
+            if (Files.exists(log2)) {
+                dumpLog(log2);
+            }
             Common.deleteTree(dir);
         }
     }
