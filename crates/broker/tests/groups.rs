@@ -130,7 +130,8 @@ fn assignment(topic: &str, parts: &[i32]) -> Bytes {
 fn join_req(group: &str, member: &str) -> JoinGroupRequest {
     JoinGroupRequest::default()
         .with_group_id(GroupId(s(group)))
-        .with_session_timeout_ms(10_000)
+        // Long enough that a slow CI machine never expires the session mid-test.
+        .with_session_timeout_ms(120_000)
         .with_rebalance_timeout_ms(10_000)
         .with_member_id(s(member))
         .with_protocol_type(s("consumer"))

@@ -1252,3 +1252,47 @@ async fn corruption_before_recovery_point_takes_only_that_partition_offline() {
     tx.send(()).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_fetch_answers_at_once_and_transactions_fail_fast() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    let req = FetchRequest::default()
+        .with_replica_id(BrokerId(-1))
+        .with_max_wait_ms(5000)
+        .with_min_bytes(1)
+        .with_session_epoch(-1);
+    let t0 = std::time::Instant::now();
+    let resp = c.send(12, &req).await;
+    assert_eq!(resp.error_code, 0);
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        t0.elapsed()
+    );
+
+    let r = c
+        .send(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(StrBytes::from_static_str("tx"))))
+                .with_transaction_timeout_ms(1000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(
+        r.error_code, 53,
+        "non-retriable: transactions not supported"
+    );
+    let r = c
+        .send(
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_static_str("tx"))
+                .with_key_type(1),
+        )
+        .await;
+    assert_eq!(r.error_code, 53);
+    b.stop().await;
+}

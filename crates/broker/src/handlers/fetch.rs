@@ -30,7 +30,14 @@ pub async fn handle(
         resp.error_code = FETCH_SESSION_ID_NOT_FOUND;
         return Ok(resp);
     }
-    let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
+    // A fetch that names no partitions (a client closing its fetch session sends one) has
+    // nothing to wait for: answer at once, as Kafka does.
+    let no_partitions = req.topics.iter().all(|t| t.partitions.is_empty());
+    let wait = if no_partitions {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP)
+    };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let notified = broker.appended.notified();

@@ -71,6 +71,9 @@ fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, i32), i16> {
     Ok((part.leader, p))
 }
 
+/// Non-retriable answer for transaction coordinator lookups (transactions are not implemented).
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
 fn message(code: i16) -> Option<StrBytes> {
     let text = match code {
         NONE => return None,
@@ -78,6 +81,9 @@ fn message(code: i16) -> Option<StrBytes> {
         NOT_COORDINATOR => "This is not the correct coordinator.",
         INVALID_REQUEST => "Unsupported coordinator key type.",
         14 => "The coordinator is loading and hence can't process requests.",
+        TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
+            "Transactions are not supported by this broker yet (Sluice has no transaction coordinator)."
+        }
         _ => return None,
     };
     Some(sb(text))
@@ -108,8 +114,9 @@ pub async fn find_coordinator(
                 }),
                 Err(e) => Err(e),
             },
-            // Transactions are not implemented yet.
-            1 => Err(COORDINATOR_NOT_AVAILABLE),
+            // Transactions are not implemented yet. A retriable error would make transactional
+            // clients retry for ever; this non-retriable one fails them at once.
+            1 => Err(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
             _ => Err(INVALID_REQUEST),
         };
         match found {

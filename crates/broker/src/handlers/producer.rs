@@ -10,7 +10,9 @@ pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProd
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
     if req.transactional_id.as_ref().is_some_and(|t| !t.is_empty()) {
-        resp.error_code = codes::COORDINATOR_NOT_AVAILABLE;
+        // Transactions are not implemented. A retriable error would make clients retry for
+        // ever; this one fails the transactional producer at once.
+        resp.error_code = codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
         return resp;
     }
     // KIP-360: an idempotent producer that already has an id may ask for an epoch bump.
