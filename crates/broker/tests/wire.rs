@@ -15,51 +15,69 @@ use sluice_broker::{BrokerConfig, BrokerSettings};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+fn free_addr() -> String {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
 struct TestBroker {
     addr: String,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl TestBroker {
+    /// A broker on a fresh temp dir and a free port.
     async fn start(settings: &[(&str, &str)]) -> TestBroker {
         let dir = tempfile::tempdir().unwrap();
-        let port = {
-            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let addr = format!("127.0.0.1:{port}");
+        let addr = free_addr();
+        let mut b = TestBroker::launch(dir.path(), &addr, settings, None).await;
+        b._dir = Some(dir);
+        b
+    }
+
+    /// A broker on a given data dir and address (restart tests), optionally over a storage
+    /// backend other than the file system (fault injection).
+    async fn launch(
+        data_dir: &std::path::Path,
+        addr: &str,
+        settings: &[(&str, &str)],
+        backend: Option<std::sync::Arc<dyn sluice_storage::Backend>>,
+    ) -> TestBroker {
         let map: BTreeMap<String, String> = settings
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         let (settings, _) = BrokerSettings::from_map(&map).unwrap();
         let config = BrokerConfig {
-            listen: addr.clone(),
+            listen: addr.to_string(),
             advertised: None,
-            data_dir: dir.path().to_path_buf(),
+            data_dir: data_dir.to_path_buf(),
             node_id: 1,
             http: None,
             settings,
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            let _ = rx.await;
+        };
         let task = tokio::spawn(async move {
-            sluice_broker::run(config, async move {
-                let _ = rx.await;
-            })
-            .await
+            match backend {
+                Some(be) => sluice_broker::run_with_backend(config, be, shutdown).await,
+                None => sluice_broker::run(config, shutdown).await,
+            }
             .unwrap();
         });
         for _ in 0..200 {
-            if TcpStream::connect(&addr).await.is_ok() {
+            if TcpStream::connect(addr).await.is_ok() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         TestBroker {
-            addr,
-            _dir: dir,
+            addr: addr.to_string(),
+            _dir: None,
             stop: Some(tx),
             task,
         }
@@ -438,42 +456,8 @@ async fn fetch_long_poll_wakes_on_append() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restart_keeps_data_topic_ids_and_list_offsets() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
-    let start = |d: std::path::PathBuf, a: String| {
-        let (settings, _) = BrokerSettings::from_map(&BTreeMap::new()).unwrap();
-        let cfg = BrokerConfig {
-            listen: a,
-            advertised: None,
-            data_dir: d,
-            node_id: 1,
-            http: None,
-            settings,
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            sluice_broker::run(cfg, async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        (tx, task)
-    };
-    let wait = |a: String| async move {
-        for _ in 0..200 {
-            if TcpStream::connect(&a).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("broker did not start");
-    };
-    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
-    wait(addr.clone()).await;
+    let addr = free_addr();
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
     let mut c = Conn::open(&addr).await;
     create_topic(&mut c, "keep", 1).await;
     produce(
@@ -487,11 +471,9 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
         .send(12, &MetadataRequest::default().with_topics(None))
         .await;
     drop(c);
-    tx.send(()).unwrap();
-    task.await.unwrap();
+    b.stop().await;
 
-    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
-    wait(addr.clone()).await;
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
     let mut c = Conn::open(&addr).await;
     let md2 = c
         .send(12, &MetadataRequest::default().with_topics(None))
@@ -521,8 +503,7 @@ async fn restart_keeps_data_topic_ids_and_list_offsets() {
     let r3 = c.send(7, &req3).await;
     assert_eq!(r3.topics[0].partitions[0].offset, 1);
     assert_eq!(r3.topics[0].partitions[0].timestamp, 1_700_000_000_001);
-    tx.send(()).unwrap();
-    task.await.unwrap();
+    b.stop().await;
 }
 
 async fn create_topic_with(
@@ -996,36 +977,9 @@ async fn bad_records_and_arguments_get_kafka_error_codes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disk_full_gives_storage_error_and_recovers() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
+    let addr = free_addr();
     let backend = std::sync::Arc::new(sluice_storage::MemoryBackend::new());
-    let (settings, _) = BrokerSettings::from_map(&BTreeMap::new()).unwrap();
-    let cfg = BrokerConfig {
-        listen: addr.clone(),
-        advertised: None,
-        data_dir: dir.path().to_path_buf(),
-        node_id: 1,
-        http: None,
-        settings,
-    };
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let be = backend.clone();
-    let task = tokio::spawn(async move {
-        sluice_broker::run_with_backend(cfg, be, async move {
-            let _ = rx.await;
-        })
-        .await
-        .unwrap();
-    });
-    for _ in 0..200 {
-        if TcpStream::connect(&addr).await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let b = TestBroker::launch(dir.path(), &addr, &[], Some(backend.clone())).await;
     let mut c = Conn::open(&addr).await;
     assert_eq!(create_topic(&mut c, "full", 1).await, 0);
     assert_eq!(
@@ -1067,8 +1021,7 @@ async fn disk_full_gives_storage_error_and_recovers() {
         values(data),
         vec![(0, "1".to_string()), (1, "3".to_string())]
     );
-    tx.send(()).unwrap();
-    task.await.unwrap();
+    b.stop().await;
 }
 
 async fn list_offset(c: &mut Conn, topic: &str, ts: i64) -> (i16, i64) {
@@ -1157,42 +1110,8 @@ async fn delete_records_and_time_retention() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corruption_before_recovery_point_takes_only_that_partition_offline() {
     let dir = tempfile::tempdir().unwrap();
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let addr = format!("127.0.0.1:{port}");
-    let start = |d: std::path::PathBuf, a: String| {
-        let (settings, _) = BrokerSettings::from_map(&BTreeMap::new()).unwrap();
-        let cfg = BrokerConfig {
-            listen: a,
-            advertised: None,
-            data_dir: d,
-            node_id: 1,
-            http: None,
-            settings,
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            sluice_broker::run(cfg, async move {
-                let _ = rx.await;
-            })
-            .await
-            .unwrap();
-        });
-        (tx, task)
-    };
-    let wait = |a: String| async move {
-        for _ in 0..200 {
-            if TcpStream::connect(&a).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("broker did not start");
-    };
-    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
-    wait(addr.clone()).await;
+    let addr = free_addr();
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
     let mut c = Conn::open(&addr).await;
     create_topic(&mut c, "broken", 1).await;
     create_topic(&mut c, "healthy", 1).await;
@@ -1203,8 +1122,7 @@ async fn corruption_before_recovery_point_takes_only_that_partition_offline() {
         }
     }
     drop(c);
-    tx.send(()).unwrap();
-    task.await.unwrap(); // clean shutdown: everything is below the recovery point
+    b.stop().await; // clean shutdown: everything is below the recovery point
 
     // Flip a byte inside the first batch's records (covered by its CRC).
     let seg = dir.path().join("broken-0").join("00000000000000000000.log");
@@ -1214,8 +1132,7 @@ async fn corruption_before_recovery_point_takes_only_that_partition_offline() {
     // Also drop the clean-shutdown snapshot so the segment is scanned on open.
     let _ = std::fs::remove_file(dir.path().join("broken-0").join("clean-shutdown"));
 
-    let (tx, task) = start(dir.path().to_path_buf(), addr.clone());
-    wait(addr.clone()).await;
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
     let mut c = Conn::open(&addr).await;
     let (err, _) = produce(
         &mut c,
@@ -1249,8 +1166,7 @@ async fn corruption_before_recovery_point_takes_only_that_partition_offline() {
     assert_eq!((err, base), (0, 3));
     let (err, hw, _) = fetch(&mut c, "healthy", 0, 0, 0).await;
     assert_eq!((err, hw), (0, 4));
-    tx.send(()).unwrap();
-    task.await.unwrap();
+    b.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
