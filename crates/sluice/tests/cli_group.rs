@@ -3,193 +3,31 @@
 //!
 //! Broker: `SLUICE_TEST_BOOTSTRAP=host:port` uses a running one (e.g. Apache Kafka, for
 //! differential checks; it should have `group.initial.rebalance.delay.ms=0`); otherwise every
-//! test starts its own `sluice broker` (same harness as `cli.rs`) on a free loopback port with
+//! test starts its own `sluice broker` (harness in `common/mod.rs`) on a free loopback port with
 //! a fresh data directory and `group.initial.rebalance.delay.ms=0`.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::io::{BufRead, BufReader};
+use std::process::Command;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-const SLUICE: &str = env!("CARGO_BIN_EXE_sluice");
-const BROKER_START_TIMEOUT: Duration = Duration::from_secs(60);
+mod common;
+use common::{parse_json, unique, wait_with_timeout, Broker};
+
+/// Group tests wait longer per command than the other CLI tests (rebalances take time).
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(90);
 
-static COUNTER: AtomicU32 = AtomicU32::new(0);
-
-fn unique(prefix: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}-{}-{}-{nanos:x}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::SeqCst)
-    )
-}
-
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
-}
-
-/// A broker for one test: either external (env) or a child `sluice broker` process.
-struct Broker {
-    bootstrap: String,
-    child: Option<Child>,
-    dir: Option<PathBuf>,
-    log: Arc<Mutex<String>>,
+/// A broker without the initial group rebalance delay; its commands time out after
+/// [`COMMAND_TIMEOUT`].
+fn start_broker() -> Broker {
+    Broker::start_with(&["--set", "group.initial.rebalance.delay.ms=0"])
+        .with_command_timeout(COMMAND_TIMEOUT)
 }
 
 impl Broker {
-    fn start() -> Broker {
-        if let Ok(b) = std::env::var("SLUICE_TEST_BOOTSTRAP") {
-            if !b.trim().is_empty() {
-                return Broker {
-                    bootstrap: b,
-                    child: None,
-                    dir: None,
-                    log: Arc::default(),
-                };
-            }
-        }
-        let port = free_port();
-        let dir = std::env::temp_dir().join(unique("sluice-group-test"));
-        std::fs::create_dir_all(&dir).expect("create data dir");
-        let listen = format!("127.0.0.1:{port}");
-        let mut child = Command::new(SLUICE)
-            .args(["broker", "--listen", &listen, "--data-dir"])
-            .arg(&dir)
-            .args(["--http", "off"])
-            .args(["--set", "group.initial.rebalance.delay.ms=0"])
-            .env_remove("SLUICE_CONFIG")
-            .env_remove("SLUICE_SET")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice broker");
-        let log = Arc::new(Mutex::new(String::new()));
-        let (ready_tx, ready_rx) = mpsc::channel::<()>();
-        let pipes: Vec<Box<dyn Read + Send>> = vec![
-            Box::new(child.stdout.take().expect("stdout")),
-            Box::new(child.stderr.take().expect("stderr")),
-        ];
-        for pipe in pipes {
-            let log = Arc::clone(&log);
-            let ready_tx = ready_tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines() {
-                    let Ok(line) = line else { break };
-                    if line.contains("listening on") {
-                        let _ = ready_tx.send(());
-                    }
-                    if let Ok(mut l) = log.lock() {
-                        l.push_str(&line);
-                        l.push('\n');
-                    }
-                }
-            });
-        }
-        let deadline = Instant::now() + BROKER_START_TIMEOUT;
-        let mut broker = Broker {
-            bootstrap: listen,
-            child: Some(child),
-            dir: Some(dir),
-            log,
-        };
-        loop {
-            if ready_rx.recv_timeout(Duration::from_millis(100)).is_ok() {
-                return broker;
-            }
-            let exited = broker
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten());
-            if let Some(status) = exited {
-                panic!(
-                    "sluice broker exited with {status} before listening:\n{}",
-                    broker.log_text()
-                );
-            }
-            if Instant::now() > deadline {
-                panic!(
-                    "sluice broker did not log 'listening on' within {BROKER_START_TIMEOUT:?}:\n{}",
-                    broker.log_text()
-                );
-            }
-        }
-    }
-
-    fn log_text(&self) -> String {
-        self.log.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    /// Starts `sluice ARGS --bootstrap-server B` with optional stdin.
-    fn spawn(&self, args: &[&str], stdin: Option<&[u8]>) -> Child {
-        let mut child = Command::new(SLUICE)
-            .args(args)
-            .args(["--bootstrap-server", &self.bootstrap])
-            .env_remove("SLUICE_BOOTSTRAP_SERVER")
-            .stdin(if stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn sluice");
-        if let Some(input) = stdin {
-            let mut pipe = child.stdin.take().expect("stdin");
-            let input = input.to_vec();
-            std::thread::spawn(move || {
-                let _ = pipe.write_all(&input);
-            });
-        }
-        child
-    }
-
-    fn run(&self, args: &[&str], stdin: Option<&[u8]>) -> Output {
-        wait_with_timeout(self.spawn(args, stdin), COMMAND_TIMEOUT, args)
-    }
-
-    /// Runs a command, asserts success and returns stdout.
-    fn ok(&self, args: &[&str], stdin: Option<&[u8]>) -> String {
-        self.check(args, self.run(args, stdin))
-    }
-
-    fn check(&self, args: &[&str], out: Output) -> String {
-        assert!(
-            out.status.success(),
-            "sluice {args:?} failed ({}):\nstdout: {}\nstderr: {}\nbroker log:\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr),
-            self.log_text()
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout")
-    }
-
-    fn create_topic(&self, name: &str, partitions: u32) {
-        self.ok(
-            &[
-                "topics",
-                "create",
-                name,
-                "--partitions",
-                &partitions.to_string(),
-            ],
-            None,
-        );
-    }
-
     /// Produces `key-{i}:value-{i}` for i in `range` and returns the lines a consumer prints
     /// with `--print-key`.
     fn produce_keyed(&self, topic: &str, range: std::ops::Range<u32>) -> Vec<String> {
@@ -217,62 +55,8 @@ impl Broker {
             ],
             None,
         );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("invalid JSON ({e}):\n{out}"))
+        parse_json(&out)
     }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// Waits for `child`, draining its stdout/stderr concurrently, and kills it after `limit`.
-fn wait_with_timeout(mut child: Child, limit: Duration, args: &[&str]) -> Output {
-    fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<Vec<u8>> {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut p) = pipe {
-                let _ = p.read_to_end(&mut buf);
-            }
-            buf
-        })
-    }
-    let stdout = drain(child.stdout.take());
-    let stderr = drain(child.stderr.take());
-    let deadline = Instant::now() + limit;
-    let mut timed_out = false;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if Instant::now() > deadline => {
-                timed_out = true;
-                let _ = child.kill();
-                break child.wait().expect("wait after kill");
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-            Err(e) => panic!("waiting for sluice: {e}"),
-        }
-    };
-    let out = Output {
-        status,
-        stdout: stdout.join().expect("stdout reader"),
-        stderr: stderr.join().expect("stderr reader"),
-    };
-    if timed_out {
-        panic!(
-            "sluice {args:?} did not finish within {limit:?}\nstdout: {}\nstderr: {}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    out
 }
 
 fn sorted_lines(s: &str) -> Vec<String> {
@@ -304,7 +88,7 @@ fn assert_empty_without_lag(b: &Broker, group: &str, topic: &str, partitions: us
 
 #[test]
 fn group_commits_positions_across_runs() {
-    let b = Broker::start();
+    let b = start_broker();
     let topic = unique("grp");
     let group = unique("g");
     b.create_topic(&topic, 3);
@@ -365,7 +149,7 @@ fn group_commits_positions_across_runs() {
 
 #[test]
 fn new_group_without_from_beginning_starts_at_the_end() {
-    let b = Broker::start();
+    let b = start_broker();
     let topic = unique("latest");
     let group = unique("g");
     b.create_topic(&topic, 2);
@@ -396,7 +180,7 @@ fn new_group_without_from_beginning_starts_at_the_end() {
 
 #[test]
 fn two_members_split_the_partitions() {
-    let b = Broker::start();
+    let b = start_broker();
     let topic = unique("split");
     let group = unique("g");
     b.create_topic(&topic, 4);
@@ -498,7 +282,7 @@ fn two_members_split_the_partitions() {
 
 #[test]
 fn group_conflicts_with_partition_and_offset() {
-    let b = Broker::start();
+    let b = start_broker();
     let topic = unique("conf");
     b.create_topic(&topic, 1);
     for extra in [["--partition", "0"], ["--offset", "earliest"]] {
@@ -517,7 +301,7 @@ fn group_conflicts_with_partition_and_offset() {
 
 #[test]
 fn interrupt_commits_and_leaves() {
-    let b = Broker::start();
+    let b = start_broker();
     let topic = unique("intr");
     let group = unique("g");
     b.create_topic(&topic, 2);
@@ -597,7 +381,7 @@ fn commit_directly(b: &Broker, group: &str, topic: &str, partitions: i32, offset
 
 #[test]
 fn out_of_range_committed_offsets_reset_like_auto_offset_reset() {
-    let b = Broker::start();
+    let b = start_broker();
     let topic = unique("oor");
     b.create_topic(&topic, 2);
     let mut old = b.produce_keyed(&topic, 0..6);
