@@ -57,6 +57,26 @@ impl Broker {
         );
         parse_json(&out)
     }
+
+    /// Like `describe`, but `None` while the group does not exist yet (its first member may
+    /// still be joining).
+    fn try_describe(&self, group: &str) -> Option<Value> {
+        let out = self.run(
+            &[
+                "groups",
+                "describe",
+                group,
+                "--http-server",
+                "off",
+                "--output",
+                "json",
+            ],
+            None,
+        );
+        out.status
+            .success()
+            .then(|| parse_json(&String::from_utf8_lossy(&out.stdout)))
+    }
 }
 
 fn sorted_lines(s: &str) -> Vec<String> {
@@ -203,7 +223,11 @@ fn two_members_split_the_partitions() {
     // Wait for a stable generation with both members owning two partitions each.
     let deadline = Instant::now() + Duration::from_secs(40);
     let owners = loop {
-        let d = b.describe(&group);
+        let Some(d) = b.try_describe(&group) else {
+            assert!(Instant::now() < deadline, "the group was never created");
+            std::thread::sleep(Duration::from_millis(200));
+            continue;
+        };
         let mut owners: BTreeMap<String, Vec<i64>> = BTreeMap::new();
         for p in d["partitions"].as_array().into_iter().flatten() {
             if let (Some(c), Some(n)) = (p["consumer_id"].as_str(), p["partition"].as_i64()) {
