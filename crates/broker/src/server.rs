@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use kafka_protocol::messages::ApiKey;
 use sluice_protocol::frame::{read_frame, FrameError};
 use sluice_protocol::{decode_request, encode_response, ProtocolError};
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -166,6 +167,17 @@ pub async fn run(
     Ok(())
 }
 
+/// Resolves when the peer has closed its side (EOF) or the socket failed. If the client sent
+/// more bytes (a pipelined request), it never resolves: those bytes are read after the current
+/// request, and the client is evidently still there.
+async fn peer_closed(rd: &mut tokio::net::tcp::OwnedReadHalf) {
+    let mut probe = [0u8; 1];
+    match rd.peek(&mut probe).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 /// Connection admission: `max.connections` overall and `max.connections.per.ip`.
 struct ConnLimits {
     max_total: usize,
@@ -306,7 +318,24 @@ async fn serve_connection(
             .map(|c| c.to_string())
             .unwrap_or_default();
         let t0 = Instant::now();
-        let response = match handlers::handle(&broker, request, &client_host).await {
+        // Requests that can park for a long time (long-poll fetches, joins and syncs waiting
+        // for a rebalance) are abandoned when the client goes away, so a dead connection does
+        // not keep its task and buffers until the wait ends.
+        let parks = matches!(api, ApiKey::Fetch | ApiKey::JoinGroup | ApiKey::SyncGroup);
+        let handled = handlers::handle(&broker, request, &client_host);
+        let outcome = if parks {
+            tokio::select! {
+                r = handled => Some(r),
+                _ = peer_closed(&mut rd) => None,
+            }
+        } else {
+            Some(handled.await)
+        };
+        let Some(outcome) = outcome else {
+            tracing::debug!(peer = %peer, api = ?api, "client closed the connection during a waiting request");
+            break;
+        };
+        let response = match outcome {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(peer = %peer, client_id = %client_id, api = ?api, version, "closing connection: {e}");
