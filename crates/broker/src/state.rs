@@ -33,6 +33,19 @@ pub struct PartitionHandle {
 }
 
 impl PartitionHandle {
+    /// KIP-320 fencing of a client's `current_leader_epoch` (-1 = not given): NONE, or
+    /// UNKNOWN_LEADER_EPOCH when the client is ahead of us, FENCED_LEADER_EPOCH when behind.
+    pub fn check_leader_epoch(&self, current: i32) -> i16 {
+        use crate::codes;
+        if current < 0 || current == self.leader_epoch {
+            codes::NONE
+        } else if current > self.leader_epoch {
+            codes::UNKNOWN_LEADER_EPOCH
+        } else {
+            codes::FENCED_LEADER_EPOCH
+        }
+    }
+
     /// A cheap copy of the effective topic config.
     pub fn config(&self) -> Arc<TopicConfig> {
         self.config

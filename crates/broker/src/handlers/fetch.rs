@@ -117,12 +117,9 @@ fn read_once(
                     continue;
                 }
             };
-            if p.current_leader_epoch >= 0 && p.current_leader_epoch != h.leader_epoch {
-                pd.error_code = if p.current_leader_epoch > h.leader_epoch {
-                    codes::UNKNOWN_LEADER_EPOCH
-                } else {
-                    codes::FENCED_LEADER_EPOCH
-                };
+            let fenced = h.check_leader_epoch(p.current_leader_epoch);
+            if fenced != codes::NONE {
+                pd.error_code = fenced;
                 any_error = true;
                 parts.push(pd);
                 continue;

@@ -12,24 +12,12 @@ use kafka_protocol::messages::{
 };
 
 use crate::codes;
-use crate::state::{Broker, PartitionHandle, PartitionLookup};
+use crate::state::{Broker, PartitionLookup};
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
-
-fn epoch_check(current: i32, h: &PartitionHandle) -> i16 {
-    if current >= 0 && current != h.leader_epoch {
-        if current > h.leader_epoch {
-            codes::UNKNOWN_LEADER_EPOCH
-        } else {
-            codes::FENCED_LEADER_EPOCH
-        }
-    } else {
-        codes::NONE
-    }
-}
 
 pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -45,7 +33,7 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                 PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                 PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
                 PartitionLookup::Online(h) => {
-                    let code = epoch_check(p.current_leader_epoch, &h);
+                    let code = h.check_leader_epoch(p.current_leader_epoch);
                     if code != codes::NONE {
                         r.error_code = code;
                     } else {
@@ -102,7 +90,7 @@ pub fn offset_for_leader_epoch(
                 PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
                 PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
                 PartitionLookup::Online(h) => {
-                    let code = epoch_check(p.current_leader_epoch, &h);
+                    let code = h.check_leader_epoch(p.current_leader_epoch);
                     if code != codes::NONE {
                         r.error_code = code;
                     } else if p.leader_epoch == h.leader_epoch {
