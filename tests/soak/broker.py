@@ -87,6 +87,33 @@ class Broker:
                     return int(line.split()[1])
         return -1
 
+    def metrics(self):
+        """GET /metrics as {sample name with labels: value}; {} when unreachable."""
+        try:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{self.http_port}/metrics", timeout=5
+            ) as r:
+                text = r.read().decode()
+        except Exception:  # noqa: BLE001 - reported by the caller as missing figures
+            return {}
+        out = {}
+        for line in text.splitlines():
+            if not line or line.startswith("#"):
+                continue
+            name, _, value = line.rpartition(" ")
+            try:
+                out[name] = float(value)
+            except ValueError:
+                continue
+        return out
+
+    def allocated_bytes(self):
+        """jemalloc's allocated bytes from /metrics, or None when not exported."""
+        for name, v in self.metrics().items():
+            if name.startswith("sluice_allocator_allocated_bytes"):
+                return int(v)
+        return None
+
     def tail(self, n=4000):
         try:
             with open(self.log_path, "rb") as f:

@@ -15,8 +15,25 @@ def test_bad_input_soak():
     s = soak.run(frames_per_round=frames)
     for r in s["rounds"]:
         print(f"round {r['round']}: {r['frames']} frames, {r['answered']} answered, "
-              f"{r['closed']} closed, {r['hung']} hung, {r['seconds']}s, rss {r['rss_kb']} kB")
+              f"{r['closed']} closed, {r['hung']} hung, {r['seconds']}s, rss {r['rss_kb']} kB, "
+              f"allocated {r['allocated']} B")
+    print(f"allocated growth per steady round: {s.get('allocated_growth_per_round')} B")
     assert s["ok"], s.get("failure")
     # The answered+closed+hung split must account for every frame sent.
     for r in s["rounds"]:
         assert r["answered"] + r["closed"] + r["hung"] == r["frames"] == frames
+
+
+def test_judge_growth_catches_a_climb_and_tolerates_a_plateau():
+    kib = 1024
+    plateau = [50_000 * kib, 52_000 * kib, 52_010 * kib, 51_990 * kib, 52_030 * kib, 52_020 * kib]
+    assert soak.judge_growth(plateau, 2, soak.ROUND_TOLERANCE)[1] is None
+    # One-off step (a map doubling) inside the steady rounds, then flat: no leak.
+    step = [50_000 * kib, 52_000 * kib, 52_500 * kib, 52_500 * kib, 52_510 * kib, 52_500 * kib]
+    assert soak.judge_growth(step, 2, soak.ROUND_TOLERANCE)[1] is None
+    # A leak of ~1.5 MiB per round.
+    leak = [50_000 * kib + i * 1500 * kib for i in range(6)]
+    assert soak.judge_growth(leak, 2, soak.ROUND_TOLERANCE)[1] is not None
+    # A slow but steady climb every round.
+    slow = [50_000 * kib + i * 200 * kib for i in range(6)]  # under the tolerance each round
+    assert soak.judge_growth(slow, 2, soak.ROUND_TOLERANCE)[1] is not None

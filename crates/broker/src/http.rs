@@ -64,6 +64,7 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
         })
         .collect();
     let mut text = b.metrics.render(&parts);
+    crate::alloc_stats::render(&mut text);
     load_groups(b).await;
     let groups = b.groups.overview(None);
     let evaluated: Vec<_> = groups

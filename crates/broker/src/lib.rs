@@ -8,6 +8,7 @@
 //!
 //! Entry point: [`run`] with a [`BrokerConfig`].
 
+mod alloc_stats;
 mod codes;
 mod dirs;
 mod groups;
@@ -23,6 +24,7 @@ mod state;
 use std::future::Future;
 use std::path::PathBuf;
 
+pub use alloc_stats::{set_allocator_stats, AllocatorStats, AllocatorStatsFn};
 pub use sluice_controller::BrokerSettings;
 
 /// Everything a broker needs to start.

@@ -1,5 +1,6 @@
 //! The `sluice` binary: broker and console tools.
 
+mod alloc;
 mod broker_cmd;
 mod cli;
 
@@ -35,7 +36,10 @@ enum Command {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
-        Command::Broker(args) => broker_cmd::run(args),
+        Command::Broker(args) => {
+            alloc::register_stats();
+            broker_cmd::run(args)
+        }
         Command::Topics(args) => cli::run(cli::Tool::Topics(args)),
         Command::Produce(args) => cli::run(cli::Tool::Produce(args)),
         Command::Consume(args) => cli::run(cli::Tool::Consume(args)),
