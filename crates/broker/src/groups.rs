@@ -200,7 +200,8 @@ impl Groups {
     // TODO(cluster part 2): unload: drop the partition's groups from the coordinator and fail
     // their parked JoinGroup/SyncGroup replies with NOT_COORDINATOR. `sluice_group::Coordinator`
     // has no unload operation yet (groups, pending replies and deadlines all need removing),
-    // so the stale in-memory state stays until the partition is led here again (then reloaded).
+    // so the stale in-memory state stays until the partition is led here again (then replayed
+    // over it; a full unload first would be cleaner).
     pub fn on_resign(&self, partition: i32) {
         tracing::info!(partition, "no longer leader of {OFFSETS_TOPIC} partition");
     }

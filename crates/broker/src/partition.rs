@@ -223,6 +223,13 @@ impl Partition {
         self.hw_changed.notified()
     }
 
+    /// Wakes every fetch parked on this partition without moving the high watermark (the
+    /// reconciler's call when the partition closes or changes role, so parked fetches look it
+    /// up again and answer the new error at once instead of at their deadline).
+    pub fn wake_waiters(&self) {
+        self.hw_changed.notify_waiters();
+    }
+
     /// Appends a batch as leader at the current leader epoch, then advances the high
     /// watermark. NOT_LEADER_OR_FOLLOWER (as [`PartitionError::NotLeader`]) when not leader.
     /// Blocking when the log's flush policy syncs.

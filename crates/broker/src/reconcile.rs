@@ -289,6 +289,7 @@ impl Reconciler {
                     "could not take role {role:?}: {e}"
                 );
             }
+            p.wake_waiters();
             if was_leader && !p.is_leader() {
                 resign(groups, &p);
             } else if !was_leader && p.is_leader() {
@@ -352,6 +353,7 @@ impl Reconciler {
 }
 
 fn close(p: &Partition) {
+    p.wake_waiters();
     if let Err(e) = p.log.close() {
         tracing::warn!(topic = %p.topic, partition = p.index, "close failed: {e}");
     }
