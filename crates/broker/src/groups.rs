@@ -21,7 +21,6 @@ use kafka_protocol::records::{
 };
 use sluice_controller::{plan_create_topic, BrokerSettings, Metadata, MetadataCommand};
 use sluice_group::codec::OffsetsRecord;
-use sluice_group::errors::COORDINATOR_NOT_AVAILABLE;
 use sluice_group::{
     Action, CommitRequest, Config, Coordinator, DescribedGroup, FetchedOffset, GroupOverview,
     JoinRequest, JoinResponse, LeavingMember, ListedGroup, Millis, Reply, ReplyId, SyncRequest,
@@ -29,7 +28,9 @@ use sluice_group::{
 };
 use tokio::sync::{mpsc, oneshot, Notify, OnceCell};
 
-use crate::state::{Broker, PartitionLookup};
+use crate::codes::COORDINATOR_NOT_AVAILABLE;
+use crate::partition::TopicRef;
+use crate::state::Broker;
 
 /// Name of the offsets topic.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -55,6 +56,9 @@ struct Inner {
     coord: Coordinator,
     waiters: HashMap<ReplyId, oneshot::Sender<Reply>>,
     writer: Option<mpsc::UnboundedSender<PersistJob>>,
+    /// Set when the coordinator started (the tasks run); leadership hooks load partitions
+    /// through it.
+    broker: Option<Weak<Broker>>,
 }
 
 /// The broker's group coordinator: state machine + timers + persistence.
@@ -108,6 +112,7 @@ impl Groups {
                 )),
                 waiters: HashMap::new(),
                 writer: None,
+                broker: None,
             }),
             next_reply: AtomicU64::new(1),
             wake: Arc::new(Notify::new()),
@@ -154,41 +159,88 @@ impl Groups {
                 inner.coord.begin_load(*p);
             }
             inner.writer = Some(tx);
+            inner.broker = Some(Arc::downgrade(broker));
         }
         tokio::spawn(writer_task(Arc::downgrade(broker), rx));
         tokio::spawn(timer_task(Arc::downgrade(broker), self.wake.clone()));
-        let weak = Arc::downgrade(broker);
-        tokio::spawn(async move {
-            for p in mine {
-                let Some(b) = weak.upgrade() else { return };
-                let b2 = b.clone();
-                let records = tokio::task::spawn_blocking(move || read_partition(&b2, p))
-                    .await
-                    .unwrap_or_default();
-                let count = records.len();
-                {
-                    let mut inner = b.groups.lock();
-                    for r in records {
-                        inner.coord.replay(p, r);
-                    }
-                    inner.coord.finish_load(p, now_ms());
-                }
-                if count > 0 {
-                    tracing::info!(
-                        partition = p,
-                        records = count,
-                        "loaded group coordinator partition"
-                    );
-                }
-            }
-            if let Some(b) = weak.upgrade() {
-                let _ = b.groups.loaded.send(true);
-                b.groups.wake.notify_one();
-            }
-        });
+        tokio::spawn(load_partitions(Arc::downgrade(broker), mine, true));
         Ok(())
     }
 
+    /// Reconciler hook: `__consumer_offsets` partition `partition` is now led here. Once the
+    /// coordinator runs, the partition is loaded (its groups answer
+    /// COORDINATOR_LOAD_IN_PROGRESS until replayed); before that, `start` loads every led
+    /// partition itself, so nothing is done (on one node this hook fires only at creation,
+    /// which `start` itself triggers).
+    pub fn on_become_leader(&self, partition: i32, leader_epoch: i32) {
+        let weak = {
+            let mut inner = self.lock();
+            let Some(weak) = inner.broker.clone() else {
+                return;
+            };
+            inner.coord.begin_load(partition);
+            weak
+        };
+        tracing::info!(
+            partition,
+            leader_epoch,
+            "became leader of {OFFSETS_TOPIC} partition; loading its groups"
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(load_partitions(weak, vec![partition], false));
+            }
+            Err(_) => tracing::error!(partition, "no runtime to load the partition on"),
+        }
+    }
+
+    /// Reconciler hook: `__consumer_offsets` partition `partition` is no longer led here.
+    /// Group requests for its groups are already refused with NOT_COORDINATOR (the handlers
+    /// check the metadata leader).
+    // TODO(cluster part 2): unload: drop the partition's groups from the coordinator and fail
+    // their parked JoinGroup/SyncGroup replies with NOT_COORDINATOR. `sluice_group::Coordinator`
+    // has no unload operation yet (groups, pending replies and deadlines all need removing),
+    // so the stale in-memory state stays until the partition is led here again (then replayed
+    // over it; a full unload first would be cleaner).
+    pub fn on_resign(&self, partition: i32) {
+        tracing::info!(partition, "no longer leader of {OFFSETS_TOPIC} partition");
+    }
+}
+
+/// Replays `partitions` of `__consumer_offsets` into the coordinator, one after the other;
+/// with `initial`, signals the first load as finished afterwards.
+async fn load_partitions(weak: Weak<Broker>, partitions: Vec<i32>, initial: bool) {
+    for p in partitions {
+        let Some(b) = weak.upgrade() else { return };
+        let b2 = b.clone();
+        let records = tokio::task::spawn_blocking(move || read_partition(&b2, p))
+            .await
+            .unwrap_or_default();
+        let count = records.len();
+        {
+            let mut inner = b.groups.lock();
+            for r in records {
+                inner.coord.replay(p, r);
+            }
+            inner.coord.finish_load(p, now_ms());
+        }
+        if count > 0 {
+            tracing::info!(
+                partition = p,
+                records = count,
+                "loaded group coordinator partition"
+            );
+        }
+    }
+    if let Some(b) = weak.upgrade() {
+        if initial {
+            let _ = b.groups.loaded.send(true);
+        }
+        b.groups.wake.notify_one();
+    }
+}
+
+impl Groups {
     /// The `__consumer_offsets` partition that holds `group_id`.
     pub fn partition_of(&self, group_id: &str) -> i32 {
         self.lock().coord.partition_of(group_id)
@@ -345,7 +397,13 @@ impl Groups {
         } else {
             errors
                 .into_iter()
-                .map(|e| if e == 0 { COORDINATOR_NOT_AVAILABLE } else { e })
+                .map(|e| {
+                    if e == crate::codes::NONE {
+                        COORDINATOR_NOT_AVAILABLE
+                    } else {
+                        e
+                    }
+                })
                 .collect()
         }
     }
@@ -383,7 +441,13 @@ impl Groups {
         } else {
             errors
                 .into_iter()
-                .map(|e| if e == 0 { COORDINATOR_NOT_AVAILABLE } else { e })
+                .map(|e| {
+                    if e == crate::codes::NONE {
+                        COORDINATOR_NOT_AVAILABLE
+                    } else {
+                        e
+                    }
+                })
                 .collect()
         }
     }
@@ -469,12 +533,12 @@ async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<Arc<Metadata>, i16
         },
         other => other,
     };
+    // Committing reconciles: the partitions assigned here are open when this returns.
     let md = broker.commit(cmd).map_err(|e| {
         tracing::error!("cannot create {OFFSETS_TOPIC}: {e}");
         COORDINATOR_NOT_AVAILABLE
     })?;
     if let Some(t) = md.topics.get(OFFSETS_TOPIC) {
-        tokio::task::block_in_place(|| broker.open_topic(t));
         tracing::info!(partitions = t.partitions.len(), "created {OFFSETS_TOPIC}");
     }
     Ok(md)
@@ -483,11 +547,12 @@ async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<Arc<Metadata>, i16
 /// Reads a whole `__consumer_offsets` partition and decodes its records, skipping (with a
 /// warning) what cannot be decoded.
 fn read_partition(broker: &Broker, partition: i32) -> Vec<OffsetsRecord> {
-    let PartitionLookup::Online(h) = broker.partition(OFFSETS_TOPIC, partition) else {
+    let Ok(h) = broker.local_partition(TopicRef::Name(OFFSETS_TOPIC), partition) else {
         return Vec::new();
     };
     let mut out = Vec::new();
-    let end = h.log.log_end_offset();
+    // Committed records only (on one node the leader's high watermark is its log end).
+    let end = h.high_watermark();
     let mut offset = h.log.log_start_offset();
     // Bounded: every round advances past at least one batch.
     while offset < end {
@@ -579,27 +644,22 @@ async fn writer_task(broker: Weak<Broker>, mut rx: mpsc::UnboundedReceiver<Persi
             let _ = job.done.send(Err("broker stopped".into()));
             continue;
         };
-        let result = match b.partition(OFFSETS_TOPIC, job.partition) {
-            PartitionLookup::Online(h) => match encode_batch(&job.records) {
-                Ok(buf) => {
-                    let h2 = h.clone();
-                    tokio::task::spawn_blocking(move || h2.log.append(buf, h2.leader_epoch))
-                        .await
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string()))
-                }
+        let result = match b.leader_partition(TopicRef::Name(OFFSETS_TOPIC), job.partition) {
+            Ok(h) => match encode_batch(&job.records) {
+                // Appending as leader advances the high watermark and wakes that partition's
+                // parked fetches.
+                Ok(buf) => tokio::task::spawn_blocking(move || h.append_as_leader(buf))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())),
                 Err(e) => Err(e),
             },
-            PartitionLookup::Offline => {
-                Err(format!("{OFFSETS_TOPIC}-{} is offline", job.partition))
-            }
-            PartitionLookup::Unknown => {
-                Err(format!("{OFFSETS_TOPIC}-{} does not exist", job.partition))
-            }
+            Err(code) => Err(format!(
+                "{OFFSETS_TOPIC}-{}: {}",
+                job.partition,
+                crate::codes::name(code)
+            )),
         };
-        if result.is_ok() {
-            b.appended.notify_waiters();
-        }
         drop(b);
         let _ = job.done.send(result);
     }

@@ -46,7 +46,8 @@ use serde::Serialize;
 use sluice_group::GroupOverview;
 
 use crate::groups::{now_ms, OFFSETS_TOPIC};
-use crate::state::{Broker, PartitionLookup};
+use crate::partition::TopicRef;
+use crate::state::Broker;
 
 /// Observations kept per partition.
 pub const WINDOW: usize = 10;
@@ -322,10 +323,11 @@ pub fn inputs(broker: &Broker, group: &GroupOverview) -> Vec<PartitionInput> {
     }
     map.into_iter()
         .map(|((topic, partition), committed)| {
-            let end = match broker.partition(&topic, partition) {
-                PartitionLookup::Online(h) => Some(h.log.log_end_offset()),
-                PartitionLookup::Offline | PartitionLookup::Unknown => None,
-            };
+            // Lag is measured to what consumers can read: the high watermark.
+            let end = broker
+                .local_partition(TopicRef::Name(&topic), partition)
+                .ok()
+                .map(|h| h.high_watermark());
             PartitionInput {
                 topic,
                 partition,

@@ -17,7 +17,9 @@ mod http;
 mod lag;
 mod lifecycle;
 mod metrics;
+mod partition;
 mod producer_ids;
+mod reconcile;
 mod server;
 mod state;
 

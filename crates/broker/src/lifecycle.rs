@@ -10,7 +10,8 @@ use std::time::Duration;
 use sluice_storage::CleanOptions;
 use tokio::sync::watch;
 
-use crate::state::{Broker, PartitionHandle};
+use crate::partition::Partition;
+use crate::state::Broker;
 
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -125,7 +126,7 @@ pub type DirtySince = HashMap<(String, i32), i64>;
 pub fn clean_dirtiest(broker: &Broker, dirty_since: &mut DirtySince) -> bool {
     let now = now_ms();
     // (overdue, -since or ratio) ordering: overdue logs first, then by dirty ratio.
-    let mut best: Option<(bool, f64, Arc<PartitionHandle>)> = None;
+    let mut best: Option<(bool, f64, Arc<Partition>)> = None;
     let mut seen = std::collections::HashSet::new();
     for h in broker.all_partitions() {
         let cfg = h.config();

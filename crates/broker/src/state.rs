@@ -1,69 +1,19 @@
-//! Broker-wide state: the metadata controller, the open partition logs and the append signal
-//! that wakes long-polling fetches.
+//! Broker-wide state: the metadata controller, the hosted partitions (see `crate::partition`)
+//! and the reconciler that keeps them in step with committed metadata.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::path::Path;
+use std::sync::Arc;
 
-use sluice_controller::{
-    effective_topic_config, Controller, ControllerError, Metadata, MetadataCommand, TopicConfig,
-    TopicInfo,
-};
-use sluice_storage::{Backend, FileBackend, Log, LogConfig, StorageError};
-use tokio::sync::Notify;
+use sluice_controller::{Controller, ControllerError, Metadata, MetadataCommand};
+use sluice_storage::{Backend, FileBackend};
 use uuid::Uuid;
 
 use crate::dirs::{DirLock, MetaProperties};
 use crate::metrics::Metrics;
+use crate::partition::{Partition, PartitionTable, TopicRef};
 use crate::producer_ids::ProducerIds;
+use crate::reconcile::{partition_dir, Reconciler};
 use crate::{BrokerConfig, BrokerError};
-
-/// One partition this broker leads, with its log.
-pub struct PartitionHandle {
-    /// Topic name.
-    pub topic: String,
-    /// Partition index.
-    pub index: i32,
-    /// Leader epoch from metadata.
-    pub leader_epoch: i32,
-    /// The log.
-    pub log: Log,
-    /// Effective topic config (topic overrides over broker settings over defaults).
-    pub config: RwLock<Arc<TopicConfig>>,
-}
-
-impl PartitionHandle {
-    /// KIP-320 fencing of a client's `current_leader_epoch` (-1 = not given): NONE, or
-    /// UNKNOWN_LEADER_EPOCH when the client is ahead of us, FENCED_LEADER_EPOCH when behind.
-    pub fn check_leader_epoch(&self, current: i32) -> i16 {
-        use crate::codes;
-        if current < 0 || current == self.leader_epoch {
-            codes::NONE
-        } else if current > self.leader_epoch {
-            codes::UNKNOWN_LEADER_EPOCH
-        } else {
-            codes::FENCED_LEADER_EPOCH
-        }
-    }
-
-    /// A cheap copy of the effective topic config.
-    pub fn config(&self) -> Arc<TopicConfig> {
-        self.config
-            .read()
-            .map(|c| c.clone())
-            .unwrap_or_else(|p| p.into_inner().clone())
-    }
-}
-
-/// Lookup result for a partition.
-pub enum PartitionLookup {
-    /// Open and serving.
-    Online(Arc<PartitionHandle>),
-    /// Exists in metadata but its log could not be opened (corruption, I/O error).
-    Offline,
-    /// Not in metadata.
-    Unknown,
-}
 
 /// Shared state of a running broker.
 pub struct Broker {
@@ -77,8 +27,6 @@ pub struct Broker {
     pub advertised_port: i32,
     /// Metadata state machine + store.
     pub controller: Controller,
-    /// Signalled after every successful append (wakes fetch long-polls).
-    pub appended: Notify,
     /// Producer id allocator.
     pub producer_ids: ProducerIds,
     /// Counters for /metrics.
@@ -87,33 +35,11 @@ pub struct Broker {
     pub admin_lock: tokio::sync::Mutex<()>,
     /// Consumer-group coordinator (started on the first group request).
     pub groups: crate::groups::Groups,
-    backend: Arc<dyn Backend>,
-    partitions: RwLock<HashMap<(String, i32), Arc<PartitionHandle>>>,
-    offline: RwLock<HashMap<(String, i32), String>>,
+    /// The partitions hosted here.
+    pub partitions: PartitionTable,
+    /// Turns committed metadata into local partition state.
+    pub reconciler: Reconciler,
     _lock: DirLock,
-}
-
-fn log_config(tc: &TopicConfig) -> LogConfig {
-    let pos = |v: i64| {
-        if v > 0 && v < i64::MAX {
-            Some(v as u64)
-        } else {
-            None
-        }
-    };
-    LogConfig {
-        segment_bytes: tc.segment_bytes.max(1) as u64,
-        segment_ms: pos(tc.segment_ms),
-        index_interval_bytes: tc.index_interval_bytes.max(1) as u32,
-        segment_index_bytes: tc.segment_index_bytes.max(8) as u32,
-        flush_messages: tc.flush_messages.and_then(pos),
-        flush_ms: tc.flush_ms.and_then(pos),
-    }
-}
-
-/// Partition directory name, as Kafka names them.
-pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
-    data_dir.join(format!("{topic}-{index}"))
 }
 
 impl Broker {
@@ -129,28 +55,32 @@ impl Broker {
     ) -> Result<Broker, BrokerError> {
         let controller = Controller::open(&config.data_dir, &meta.cluster_id, config.node_id)?;
         let producer_ids = ProducerIds::open(&config.data_dir)?;
+        let backend = backend.unwrap_or_else(|| Arc::new(FileBackend::new()) as Arc<dyn Backend>);
+        let reconciler = Reconciler::new(
+            config.node_id,
+            config.data_dir.clone(),
+            config.settings.clone(),
+            backend,
+        );
         let broker = Broker {
             cluster_id: meta.cluster_id,
             advertised_host,
             advertised_port,
             controller,
-            appended: Notify::new(),
             producer_ids,
             metrics: Metrics::default(),
             admin_lock: tokio::sync::Mutex::new(()),
             groups: crate::groups::Groups::new(&config.settings),
-            backend: backend.unwrap_or_else(|| Arc::new(FileBackend::new())),
-            partitions: RwLock::new(HashMap::new()),
-            offline: RwLock::new(HashMap::new()),
+            partitions: PartitionTable::default(),
+            reconciler,
             _lock: lock,
             config,
         };
         broker.register_self()?;
         let md = broker.controller.metadata();
         broker.remove_stray_dirs(&md);
-        for topic in md.topics.values() {
-            broker.open_topic(topic);
-        }
+        // From nothing to the committed state: opens every partition assigned here.
+        broker.apply_committed(md);
         Ok(broker)
     }
 
@@ -199,121 +129,45 @@ impl Broker {
         }
     }
 
-    /// Opens (creating if needed) the logs of every partition of `topic`. Failures mark the
-    /// partition offline; other partitions keep working.
-    pub fn open_topic(&self, topic: &TopicInfo) {
-        let tc = Arc::new(effective_topic_config(
-            &topic.configs,
-            &self.config.settings,
-        ));
-        for p in &topic.partitions {
-            let key = (topic.name.clone(), p.index);
-            if self.read_partitions().contains_key(&key) {
-                continue;
-            }
-            let dir = partition_dir(&self.config.data_dir, &topic.name, p.index);
-            match self.open_log(&dir, &topic.id, &tc, p.leader_epoch) {
-                Ok(log) => {
-                    let handle = Arc::new(PartitionHandle {
-                        topic: topic.name.clone(),
-                        index: p.index,
-                        leader_epoch: p.leader_epoch,
-                        log,
-                        config: RwLock::new(tc.clone()),
-                    });
-                    self.write_partitions().insert(key.clone(), handle);
-                    self.write_offline().remove(&key);
-                }
-                Err(e) => {
-                    tracing::error!(topic = %topic.name, partition = p.index, dir = %dir.display(),
-                        "partition is offline (KAFKA_STORAGE_ERROR): {e}");
-                    self.write_offline().insert(key, e.to_string());
-                }
-            }
-        }
+    /// Reconciles local partitions from the last applied metadata to `next` (blocking: opens,
+    /// closes and deletes logs). See `crate::reconcile`.
+    pub fn apply_committed(&self, next: Arc<Metadata>) {
+        self.reconciler
+            .apply_committed(&self.partitions, &self.groups, next);
     }
 
-    fn open_log(
-        &self,
-        dir: &Path,
-        id: &Uuid,
-        tc: &TopicConfig,
-        leader_epoch: i32,
-    ) -> Result<Log, StorageError> {
-        let log = Log::open(self.backend.clone(), dir, log_config(tc))?;
-        // As leader, record where our epoch starts (KIP-101), so OffsetForLeaderEpoch answers
-        // correctly even before the first append of this epoch.
-        if log.latest_epoch().is_none_or(|e| e < leader_epoch) {
-            log.assign_epoch(leader_epoch)?;
-        }
-        if read_partition_metadata(dir).as_ref() != Some(id) {
-            let text = format!("version: 0\ntopic_id: {id}\n");
-            let path = dir.join("partition.metadata");
-            if let Err(e) = crate::dirs::write_atomically(&path, text.as_bytes()) {
-                tracing::warn!("could not write {}: {e}", path.display());
-            }
-        }
-        Ok(log)
+    /// Reconciles local partitions from `prev` to `next` (blocking).
+    #[allow(dead_code)] // the explicit (old, new) form, for callers that track their own prev
+    pub fn reconcile(&self, prev: &Metadata, next: &Metadata) {
+        self.reconciler
+            .reconcile(&self.partitions, &self.groups, prev, next);
     }
 
-    /// Closes and deletes the logs of a topic that was deleted from metadata.
-    pub fn drop_topic(&self, name: &str) {
-        let removed: Vec<Arc<PartitionHandle>> = {
-            let mut parts = self.write_partitions();
-            let keys: Vec<_> = parts.keys().filter(|(t, _)| t == name).cloned().collect();
-            keys.iter().filter_map(|k| parts.remove(k)).collect()
-        };
-        self.write_offline().retain(|(t, _), _| t != name);
-        for h in removed {
-            let dir = h.log.dir().to_path_buf();
-            if let Err(e) = h.log.close() {
-                tracing::warn!(dir = %dir.display(), "close before delete failed: {e}");
-            }
-            drop(h);
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::warn!(dir = %dir.display(), "could not delete partition directory: {e}");
-            }
-        }
+    /// THE partition lookup, whatever this broker's role: see [`PartitionTable::lookup`].
+    pub fn local_partition(&self, topic: TopicRef<'_>, index: i32) -> Result<Arc<Partition>, i16> {
+        self.partitions
+            .lookup(&self.controller.metadata(), topic, index)
     }
 
-    /// Re-reads the effective config of a topic's open partitions after a config change.
-    pub fn refresh_topic_config(&self, topic: &TopicInfo) {
-        let tc = Arc::new(effective_topic_config(
-            &topic.configs,
-            &self.config.settings,
-        ));
-        for h in self
-            .read_partitions()
-            .values()
-            .filter(|h| h.topic == topic.name)
-        {
-            if let Ok(mut c) = h.config.write() {
-                *c = tc.clone();
-            }
-            h.log.set_config(log_config(&tc));
-        }
-    }
-
-    /// Finds a partition by topic name.
-    pub fn partition(&self, topic: &str, index: i32) -> PartitionLookup {
-        let key = (topic.to_string(), index);
-        if let Some(h) = self.read_partitions().get(&key) {
-            return PartitionLookup::Online(h.clone());
-        }
-        if self.read_offline().contains_key(&key) {
-            return PartitionLookup::Offline;
-        }
-        PartitionLookup::Unknown
+    /// THE partition lookup for "act as leader" paths (produce, fetch, list offsets, delete
+    /// records, group writes): NOT_LEADER_OR_FOLLOWER unless this broker leads it.
+    pub fn leader_partition(&self, topic: TopicRef<'_>, index: i32) -> Result<Arc<Partition>, i16> {
+        self.partitions
+            .leader(&self.controller.metadata(), topic, index)
     }
 
     /// Every open partition (for metrics and shutdown).
-    pub fn all_partitions(&self) -> Vec<Arc<PartitionHandle>> {
-        self.read_partitions().values().cloned().collect()
+    pub fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.partitions.all()
     }
 
-    /// Applies a metadata command through the controller and returns the new metadata.
+    /// Commits a metadata command through the controller, then reconciles local partitions
+    /// with the result before returning it (so a created topic's partitions exist when its
+    /// creator answers). Must run on a multi-threaded runtime (reconciling blocks).
     pub fn commit(&self, cmd: MetadataCommand) -> Result<Arc<Metadata>, ControllerError> {
-        self.controller.commit(cmd)
+        let md = self.controller.commit(cmd)?;
+        tokio::task::block_in_place(|| self.apply_committed(md.clone()));
+        Ok(md)
     }
 
     /// Flushes and closes every log (clean shutdown).
@@ -324,26 +178,9 @@ impl Broker {
             }
         }
     }
-
-    fn read_partitions(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, HashMap<(String, i32), Arc<PartitionHandle>>> {
-        self.partitions.read().unwrap_or_else(|p| p.into_inner())
-    }
-    fn write_partitions(
-        &self,
-    ) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, i32), Arc<PartitionHandle>>> {
-        self.partitions.write().unwrap_or_else(|p| p.into_inner())
-    }
-    fn read_offline(&self) -> std::sync::RwLockReadGuard<'_, HashMap<(String, i32), String>> {
-        self.offline.read().unwrap_or_else(|p| p.into_inner())
-    }
-    fn write_offline(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<(String, i32), String>> {
-        self.offline.write().unwrap_or_else(|p| p.into_inner())
-    }
 }
 
-fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
+pub(crate) fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
     let text = std::fs::read_to_string(dir.join("partition.metadata")).ok()?;
     text.lines()
         .find_map(|l| l.strip_prefix("topic_id:"))

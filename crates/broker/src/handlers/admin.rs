@@ -30,7 +30,6 @@ use crate::state::Broker;
 
 const RESOURCE_TOPIC: i8 = 2;
 const RESOURCE_BROKER: i8 = 4;
-const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 
 /// Creates a topic with broker defaults (Metadata auto-creation). Err = Kafka error code.
 pub async fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<Metadata>, i16> {
@@ -40,22 +39,16 @@ pub async fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<Metadat
         return Ok(md);
     }
     let cmd = plan_create_topic(&md, name, -1, -1, &BTreeMap::new(), &broker.config.settings)
-        .map_err(|e| e.error_code())?;
-    let md = apply_create(broker, cmd).map_err(|e| e.error_code())?;
+        .map_err(|e| codes::controller_error(&e))?;
+    let md = apply_create(broker, cmd).map_err(|e| codes::controller_error(&e))?;
     tracing::info!(topic = name, "auto-created topic");
     Ok(md)
 }
 
+/// Commits a planned creation. Committing reconciles, so the partitions assigned here are
+/// open when this returns.
 fn apply_create(broker: &Broker, cmd: MetadataCommand) -> Result<Arc<Metadata>, ControllerError> {
-    let name = match &cmd {
-        MetadataCommand::CreateTopic { name, .. } => name.clone(),
-        _ => String::new(),
-    };
-    let md = broker.commit(cmd)?;
-    if let Some(t) = md.topics.get(&name) {
-        tokio::task::block_in_place(|| broker.open_topic(t));
-    }
-    Ok(md)
+    broker.commit(cmd)
 }
 
 pub async fn create_topics(
@@ -115,7 +108,7 @@ pub async fn create_topics(
                 .flat_map(|a| a.broker_ids.iter())
                 .find(|b| !md.brokers.contains_key(&b.0));
             if let Some(b) = bad {
-                r.error_code = INVALID_REPLICA_ASSIGNMENT;
+                r.error_code = codes::INVALID_REPLICA_ASSIGNMENT;
                 r.error_message = Some(sb(format!(
                     "broker {} in the replica assignment does not exist",
                     b.0
@@ -183,7 +176,7 @@ pub async fn create_topics(
                 }
             }
             Err(e) => {
-                r.error_code = e.error_code();
+                r.error_code = codes::controller_error(&e);
                 r.error_message = Some(sb(e.to_string()));
             }
         }
@@ -237,14 +230,14 @@ pub async fn delete_topics(
             r.name = Some(TopicName(sb(tname.clone())));
             r.topic_id = tid;
         }
+        // Committing reconciles: the topic's local logs are closed and deleted on return.
         let outcome = plan_delete_topic(&md, &tname).and_then(|cmd| broker.commit(cmd));
         match outcome {
             Ok(_) => {
-                tokio::task::block_in_place(|| broker.drop_topic(&tname));
                 tracing::info!(topic = %tname, "deleted topic");
             }
             Err(e) => {
-                r.error_code = e.error_code();
+                r.error_code = codes::controller_error(&e);
                 if version >= 5 {
                     r.error_message = Some(sb(e.to_string()));
                 }
@@ -276,16 +269,14 @@ pub async fn create_partitions(
             }
         });
         match outcome {
-            Ok(md) => {
+            // Committing reconciled: the new partitions are open.
+            Ok(_) => {
                 if !req.validate_only {
-                    if let Some(ti) = md.topics.get(&name) {
-                        tokio::task::block_in_place(|| broker.open_topic(ti));
-                    }
                     tracing::info!(topic = %name, partitions = t.count, "added partitions");
                 }
             }
             Err(e) => {
-                r.error_code = e.error_code();
+                r.error_code = codes::controller_error(&e);
                 r.error_message = Some(sb(e.to_string()));
             }
         }

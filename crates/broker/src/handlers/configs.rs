@@ -28,15 +28,13 @@ fn apply(broker: &Broker, name: &str, cmd: MetadataCommand, validate_only: bool)
     if validate_only {
         return (codes::NONE, None);
     }
+    // Committing reconciles: the topic's partitions take the new config on return.
     match broker.commit(cmd) {
-        Ok(md) => {
-            if let Some(t) = md.topics.get(name) {
-                broker.refresh_topic_config(t);
-            }
+        Ok(_) => {
             tracing::info!(topic = name, "altered topic configs");
             (codes::NONE, None)
         }
-        Err(e) => (e.error_code(), Some(e.to_string())),
+        Err(e) => err(e),
     }
 }
 
@@ -57,7 +55,7 @@ fn not_topic(resource_type: i8, name: &str) -> Outcome {
 }
 
 fn err(e: ControllerError) -> Outcome {
-    (e.error_code(), Some(e.to_string()))
+    (codes::controller_error(&e), Some(e.to_string()))
 }
 
 pub async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> AlterConfigsResponse {

@@ -7,7 +7,8 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_storage::StorageError;
 
 use crate::codes;
-use crate::state::{Broker, PartitionLookup};
+use crate::partition::TopicRef;
+use crate::state::Broker;
 
 pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut topics = Vec::with_capacity(req.topics.len());
@@ -18,17 +19,16 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
             let mut r = DeleteRecordsPartitionResult::default();
             r.partition_index = p.partition_index;
             r.low_watermark = -1;
-            match broker.partition(&name, p.partition_index) {
-                PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
-                PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
-                PartitionLookup::Online(h) if !h.config().cleanup_delete => {
+            match broker.leader_partition(TopicRef::Name(&name), p.partition_index) {
+                Err(code) => r.error_code = code,
+                Ok(h) if !h.config().cleanup_delete => {
                     // Kafka only deletes records of topics whose cleanup.policy includes delete.
                     r.error_code = codes::POLICY_VIOLATION;
                 }
-                PartitionLookup::Online(h) => {
+                Ok(h) => {
                     // -1 means "up to the high watermark".
                     let target = if p.offset == -1 {
-                        h.log.log_end_offset()
+                        h.high_watermark()
                     } else {
                         p.offset
                     };
@@ -43,12 +43,11 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                     };
                     match outcome {
                         Ok(start) => r.low_watermark = start,
-                        Err(StorageError::OffsetOutOfRange { .. }) => {
-                            r.error_code = codes::OFFSET_OUT_OF_RANGE
-                        }
                         Err(e) => {
-                            tracing::error!(topic = %name, partition = p.partition_index, "delete records failed: {e}");
-                            r.error_code = codes::KAFKA_STORAGE_ERROR;
+                            if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
+                                tracing::error!(topic = %name, partition = p.partition_index, "delete records failed: {e}");
+                            }
+                            r.error_code = codes::storage_error(&e);
                         }
                     }
                 }

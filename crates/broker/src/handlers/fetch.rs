@@ -1,23 +1,29 @@
 //! Fetch: serve stored batches as bytes, long-polling until `min_bytes` or `max_wait_ms`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
 use sluice_storage::StorageError;
+use tokio::sync::futures::Notified;
 use uuid::Uuid;
 
 use super::{sb, CloseConnection};
 use crate::codes;
-use crate::state::{Broker, PartitionLookup};
+use crate::partition::{Partition, TopicRef};
+use crate::state::Broker;
 
 /// Longest long-poll we honour, whatever the client asks.
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
-/// Error code for an unknown incremental fetch session.
-const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+
+/// Each requested partition, per topic, resolved through the leader lookup.
+type Resolved = Vec<Vec<Result<Arc<Partition>, i16>>>;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -27,7 +33,7 @@ pub async fn handle(
     if req.session_id != 0 {
         // We never hand out session ids, so a client can't have one of ours.
         let mut resp = FetchResponse::default();
-        resp.error_code = FETCH_SESSION_ID_NOT_FOUND;
+        resp.error_code = codes::FETCH_SESSION_ID_NOT_FOUND;
         return Ok(resp);
     }
     // A fetch that names no partitions (a client closing its fetch session sends one) has
@@ -40,10 +46,19 @@ pub async fn handle(
     };
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let notified = broker.appended.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        let (topics, bytes, errors) = read_once(broker, &req, version);
+        // Resolve, then register on each partition's high-watermark waiters *before* reading,
+        // so a change between the read and the wait can't be missed.
+        let resolved = resolve(broker, &req, version);
+        let mut waits: Vec<Pin<Box<Notified<'_>>>> = resolved
+            .iter()
+            .flatten()
+            .flatten()
+            .map(|p| Box::pin(p.high_watermark_changed()))
+            .collect();
+        for w in &mut waits {
+            w.as_mut().enable();
+        }
+        let (topics, bytes, errors) = read_once(broker, &req, version, &resolved);
         let done = bytes >= i64::from(req.min_bytes).max(1)
             || errors
             || tokio::time::Instant::now() >= deadline;
@@ -57,10 +72,44 @@ pub async fn handle(
             return Ok(resp);
         }
         tokio::select! {
-            _ = &mut notified => {}
+            _ = any_ready(&mut waits) => {}
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+}
+
+/// Completes when any of the waits does (a high watermark of a requested partition moved).
+async fn any_ready(waits: &mut [Pin<Box<Notified<'_>>>]) {
+    std::future::poll_fn(|cx| {
+        for w in waits.iter_mut() {
+            if w.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Looks up every requested partition (by topic id from v13, by name before).
+fn resolve(broker: &Broker, req: &FetchRequest, version: i16) -> Resolved {
+    req.topics
+        .iter()
+        .map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let tref = if version >= 13 {
+                        TopicRef::Id(topic.topic_id)
+                    } else {
+                        TopicRef::Name(&topic.topic)
+                    };
+                    broker.leader_partition(tref, p.partition)
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// One pass over the requested partitions. Returns (topics, record bytes, any partition error).
@@ -68,6 +117,7 @@ fn read_once(
     broker: &Broker,
     req: &FetchRequest,
     version: i16,
+    resolved: &Resolved,
 ) -> (Vec<FetchableTopicResponse>, i64, bool) {
     let md = broker.controller.metadata();
     let mut budget: i64 = if req.max_bytes <= 0 {
@@ -79,14 +129,14 @@ fn read_once(
     let mut any_error = false;
     let read_committed = req.isolation_level == 1;
     let mut out = Vec::with_capacity(req.topics.len());
-    for topic in &req.topics {
+    for (topic, found) in req.topics.iter().zip(resolved) {
         let name: Option<String> = if version >= 13 {
             md.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
         } else {
             Some(topic.topic.to_string())
         };
         let mut parts = Vec::with_capacity(topic.partitions.len());
-        for p in &topic.partitions {
+        for (p, found) in topic.partitions.iter().zip(found) {
             let mut pd = PartitionData::default();
             pd.partition_index = p.partition;
             pd.high_watermark = -1;
@@ -96,27 +146,16 @@ fn read_once(
             if read_committed {
                 pd.aborted_transactions = Some(Vec::new());
             }
-            let Some(name) = &name else {
-                pd.error_code = codes::UNKNOWN_TOPIC_ID;
-                any_error = true;
-                parts.push(pd);
-                continue;
-            };
-            let h = match broker.partition(name, p.partition) {
-                PartitionLookup::Online(h) => h,
-                PartitionLookup::Offline => {
-                    pd.error_code = codes::KAFKA_STORAGE_ERROR;
-                    any_error = true;
-                    parts.push(pd);
-                    continue;
-                }
-                PartitionLookup::Unknown => {
-                    pd.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION;
+            let h = match found {
+                Ok(h) => h,
+                Err(code) => {
+                    pd.error_code = *code;
                     any_error = true;
                     parts.push(pd);
                     continue;
                 }
             };
+            let name = &h.topic;
             let fenced = h.check_leader_epoch(p.current_leader_epoch);
             if fenced != codes::NONE {
                 pd.error_code = fenced;
@@ -124,7 +163,8 @@ fn read_once(
                 parts.push(pd);
                 continue;
             }
-            let hw = h.log.log_end_offset();
+            // Consumers read committed data only: up to the high watermark.
+            let hw = h.high_watermark();
             pd.high_watermark = hw;
             pd.last_stable_offset = hw;
             pd.log_start_offset = h.log.log_start_offset();
@@ -151,13 +191,11 @@ fn read_once(
                     }
                     pd.log_start_offset = info.log_start_offset;
                 }
-                Err(StorageError::OffsetOutOfRange { .. }) => {
-                    pd.error_code = codes::OFFSET_OUT_OF_RANGE;
-                    any_error = true;
-                }
                 Err(e) => {
-                    tracing::error!(topic = %name, partition = p.partition, "read failed: {e}");
-                    pd.error_code = codes::KAFKA_STORAGE_ERROR;
+                    if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
+                        tracing::error!(topic = %name, partition = p.partition, "read failed: {e}");
+                    }
+                    pd.error_code = codes::storage_error(&e);
                     any_error = true;
                 }
             }

@@ -29,13 +29,13 @@ use kafka_protocol::messages::{
     OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use sluice_group::errors::{
-    COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, INVALID_GROUP_ID, NONE, NOT_COORDINATOR,
-};
 use sluice_group::{CommitOffset, CommitRequest, LeavingMember};
 
 use super::sb;
-use crate::codes::INVALID_REQUEST;
+use crate::codes::{
+    COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, INVALID_GROUP_ID,
+    INVALID_REQUEST, NONE, NOT_COORDINATOR, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+};
 use crate::groups::OFFSETS_TOPIC;
 use crate::state::Broker;
 
@@ -71,16 +71,13 @@ fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, i32), i16> {
     Ok((part.leader, p))
 }
 
-/// Non-retriable answer for transaction coordinator lookups (transactions are not implemented).
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-
 fn message(code: i16) -> Option<StrBytes> {
     let text = match code {
         NONE => return None,
         COORDINATOR_NOT_AVAILABLE => "The coordinator is not available.",
         NOT_COORDINATOR => "This is not the correct coordinator.",
         INVALID_REQUEST => "Unsupported coordinator key type.",
-        14 => "The coordinator is loading and hence can't process requests.",
+        COORDINATOR_LOAD_IN_PROGRESS => "The coordinator is loading and hence can't process requests.",
         TRANSACTIONAL_ID_AUTHORIZATION_FAILED => {
             "Transactions are not supported by this broker yet (Sluice has no transaction coordinator)."
         }

@@ -12,7 +12,8 @@ use kafka_protocol::messages::{
 };
 
 use crate::codes;
-use crate::state::{Broker, PartitionLookup};
+use crate::partition::TopicRef;
+use crate::state::Broker;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -29,16 +30,16 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
             r.partition_index = p.partition_index;
             r.offset = -1;
             r.timestamp = -1;
-            match broker.partition(&name, p.partition_index) {
-                PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
-                PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
-                PartitionLookup::Online(h) => {
+            match broker.leader_partition(TopicRef::Name(&name), p.partition_index) {
+                Err(code) => r.error_code = code,
+                Ok(h) => {
                     let code = h.check_leader_epoch(p.current_leader_epoch);
                     if code != codes::NONE {
                         r.error_code = code;
                     } else {
                         let found: Result<Option<(i64, i64)>, _> = match p.timestamp {
-                            LATEST => Ok(Some((h.log.log_end_offset(), -1))),
+                            // read_uncommitted consumers see up to the high watermark.
+                            LATEST => Ok(Some((h.high_watermark(), -1))),
                             EARLIEST | EARLIEST_LOCAL => Ok(Some((h.log.log_start_offset(), -1))),
                             MAX_TIMESTAMP => h.log.max_timestamp(),
                             ts if ts >= 0 => h.log.offset_for_timestamp(ts),
@@ -49,13 +50,13 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                                 r.offset = offset;
                                 r.timestamp = ts;
                                 if version >= 4 {
-                                    r.leader_epoch = h.leader_epoch;
+                                    r.leader_epoch = h.leader_epoch();
                                 }
                             }
                             Ok(None) => {}
                             Err(e) => {
                                 tracing::error!(topic = %name, partition = p.partition_index, "list offsets failed: {e}");
-                                r.error_code = codes::KAFKA_STORAGE_ERROR;
+                                r.error_code = codes::storage_error(&e);
                             }
                         }
                     }
@@ -86,18 +87,19 @@ pub fn offset_for_leader_epoch(
             r.partition = p.partition;
             r.leader_epoch = -1;
             r.end_offset = -1;
-            match broker.partition(&name, p.partition) {
-                PartitionLookup::Unknown => r.error_code = codes::UNKNOWN_TOPIC_OR_PARTITION,
-                PartitionLookup::Offline => r.error_code = codes::KAFKA_STORAGE_ERROR,
-                PartitionLookup::Online(h) => {
+            match broker.leader_partition(TopicRef::Name(&name), p.partition) {
+                Err(code) => r.error_code = code,
+                Ok(h) => {
                     let code = h.check_leader_epoch(p.current_leader_epoch);
+                    let epoch = h.leader_epoch();
                     if code != codes::NONE {
                         r.error_code = code;
-                    } else if p.leader_epoch == h.leader_epoch {
-                        // The current epoch ends at the log end.
-                        r.leader_epoch = h.leader_epoch;
+                    } else if p.leader_epoch == epoch {
+                        // The current epoch ends at the log end (not the high watermark:
+                        // this is about the log's contents, as in Kafka).
+                        r.leader_epoch = epoch;
                         r.end_offset = h.log.log_end_offset();
-                    } else if p.leader_epoch < h.leader_epoch {
+                    } else if p.leader_epoch < epoch {
                         match h.log.end_offset_for_epoch(p.leader_epoch) {
                             Ok(Some((e, off))) => {
                                 r.leader_epoch = e;
@@ -106,7 +108,7 @@ pub fn offset_for_leader_epoch(
                             Ok(None) => {}
                             Err(e) => {
                                 tracing::error!(topic = %name, partition = p.partition, "epoch lookup failed: {e}");
-                                r.error_code = codes::KAFKA_STORAGE_ERROR;
+                                r.error_code = codes::storage_error(&e);
                             }
                         }
                     }

@@ -12,7 +12,8 @@ use uuid::Uuid;
 
 use super::sb;
 use crate::codes;
-use crate::state::{Broker, PartitionLookup};
+use crate::partition::TopicRef;
+use crate::state::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
     let mut md = broker.controller.metadata();
@@ -45,7 +46,11 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
                             continue;
                         }
                         if let Err(e) = sluice_controller::validate_topic_name(&name) {
-                            topics.push(error_topic(Some(name), Uuid::nil(), e.error_code()));
+                            topics.push(error_topic(
+                                Some(name),
+                                Uuid::nil(),
+                                codes::controller_error(&e),
+                            ));
                             continue;
                         }
                         if auto_create {
@@ -132,7 +137,8 @@ fn topic_entry(broker: &Broker, t: &TopicInfo) -> MetadataResponseTopic {
             mp.replica_nodes = p.replicas.iter().map(|r| BrokerId(*r)).collect();
             mp.isr_nodes = p.isr.iter().map(|r| BrokerId(*r)).collect();
             if p.leader == broker.config.node_id {
-                if let PartitionLookup::Offline = broker.partition(&t.name, p.index) {
+                let found = broker.local_partition(TopicRef::Name(&t.name), p.index);
+                if found.err() == Some(codes::KAFKA_STORAGE_ERROR) {
                     mp.error_code = codes::KAFKA_STORAGE_ERROR;
                     mp.offline_replicas = vec![BrokerId(broker.config.node_id)];
                 }

@@ -7,11 +7,11 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use sluice_storage::batch::{self, BatchError};
-use sluice_storage::StorageError;
 
 use super::sb;
 use crate::codes;
-use crate::state::{Broker, PartitionHandle, PartitionLookup};
+use crate::partition::{Partition, PartitionError, TopicRef};
+use crate::state::Broker;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -21,7 +21,6 @@ pub async fn handle(
     let acks = req.acks;
     let md = broker.controller.metadata();
     let mut responses = Vec::with_capacity(req.topic_data.len());
-    let mut appended_any = false;
     for topic in req.topic_data {
         let name: Option<String> = if version >= 13 {
             md.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
@@ -45,21 +44,15 @@ pub async fn handle(
                     codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "transactions are not supported by this broker yet".to_string(),
                 )),
-                Some(name) => match broker.partition(name, p.index) {
-                    PartitionLookup::Unknown => Err((
-                        codes::UNKNOWN_TOPIC_OR_PARTITION,
-                        format!("{name}-{} does not exist", p.index),
-                    )),
-                    PartitionLookup::Offline => Err((
-                        codes::KAFKA_STORAGE_ERROR,
-                        format!("{name}-{} is offline after a storage error", p.index),
-                    )),
-                    PartitionLookup::Online(h) => append(broker, h, p.records).await,
+                Some(name) => match broker
+                    .leader_partition(topic_ref(version, &topic.topic_id, name), p.index)
+                {
+                    Ok(h) => append(broker, h, p.records).await,
+                    Err(code) => Err((code, lookup_message(code, name, p.index))),
                 },
             };
             match outcome {
                 Ok((base, append_time, start)) => {
-                    appended_any = true;
                     r.base_offset = base;
                     r.log_append_time_ms = append_time;
                     r.log_start_offset = start;
@@ -83,9 +76,6 @@ pub async fn handle(
         t.partition_responses = parts;
         responses.push(t);
     }
-    if appended_any {
-        broker.appended.notify_waiters();
-    }
     if acks == 0 {
         return None;
     }
@@ -102,15 +92,27 @@ fn batch_error(e: BatchError) -> (i16, String) {
     (code, e.to_string())
 }
 
-fn storage_error(e: StorageError) -> (i16, String) {
-    let code = match &e {
-        StorageError::CorruptBatch(_) => codes::CORRUPT_MESSAGE,
-        StorageError::InvalidRecord(_) => codes::INVALID_RECORD,
-        StorageError::OutOfOrderSequence { .. } => codes::OUT_OF_ORDER_SEQUENCE_NUMBER,
-        StorageError::InvalidProducerEpoch { .. } => codes::INVALID_PRODUCER_EPOCH,
-        _ => codes::KAFKA_STORAGE_ERROR,
-    };
-    (code, e.to_string())
+/// How a produce request names its topic: by id from v13, by name before.
+fn topic_ref<'a>(version: i16, id: &uuid::Uuid, name: &'a str) -> TopicRef<'a> {
+    if version >= 13 {
+        TopicRef::Id(*id)
+    } else {
+        TopicRef::Name(name)
+    }
+}
+
+fn append_error(e: PartitionError) -> (i16, String) {
+    (e.code(), e.to_string())
+}
+
+/// The error message for a failed partition lookup.
+fn lookup_message(code: i16, name: &str, index: i32) -> String {
+    match code {
+        codes::UNKNOWN_TOPIC_OR_PARTITION => format!("{name}-{index} does not exist"),
+        codes::KAFKA_STORAGE_ERROR => format!("{name}-{index} is offline after a storage error"),
+        codes::NOT_LEADER_OR_FOLLOWER => format!("this broker is not the leader of {name}-{index}"),
+        other => format!("{name}-{index}: {}", codes::name(other)),
+    }
 }
 
 fn now_ms() -> i64 {
@@ -123,7 +125,7 @@ fn now_ms() -> i64 {
 /// Validates and appends one partition's records. Ok = (base offset, log append time, log start).
 async fn append(
     broker: &Arc<Broker>,
-    h: Arc<PartitionHandle>,
+    h: Arc<Partition>,
     records: Option<Bytes>,
 ) -> Result<(i64, i64, i64), (i16, String)> {
     let cfg = h.config();
@@ -217,17 +219,17 @@ async fn append(
         -1
     };
     let len = buf.len() as u64;
-    let epoch = h.leader_epoch;
     let needs_sync = cfg.flush_messages.is_some_and(|n| n > 0 && n < i64::MAX);
+    // Appending as leader advances the high watermark, which wakes this partition's fetches.
     let info = if needs_sync {
         let h2 = h.clone();
-        tokio::task::spawn_blocking(move || h2.log.append(buf, epoch))
+        tokio::task::spawn_blocking(move || h2.append_as_leader(buf))
             .await
             .map_err(|e| (codes::KAFKA_STORAGE_ERROR, e.to_string()))?
     } else {
-        h.log.append(buf, epoch)
+        h.append_as_leader(buf)
     }
-    .map_err(storage_error)?;
+    .map_err(append_error)?;
     if !info.duplicate {
         broker.metrics.bytes_in.fetch_add(len, Ordering::Relaxed);
         broker.metrics.topic_bytes(&h.topic, len, true);

@@ -1,0 +1,554 @@
+//! The reconciler: the one place where committed metadata becomes local partition state.
+//!
+//! Given the previously applied and the newly committed [`Metadata`] and this broker's node
+//! id, [`plan`] decides (purely) what changes here: open partitions newly assigned to this
+//! node, change role/leader epoch of hosted ones, close those no longer assigned here, delete
+//! the logs of deleted (or recreated) topics, and refresh topic configs. [`Reconciler::apply`]
+//! carries the plan out on the [`PartitionTable`] and tells the group coordinator when a
+//! `__consumer_offsets` partition becomes led here or stops being led here.
+//!
+//! Today `Broker::commit` calls it synchronously after each commit (so an admin request is
+//! answered after its partitions exist). A replicated metadata log will feed it from a
+//! `tokio::sync::watch` of committed metadata instead ([`spawn_watch`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+
+use sluice_controller::{effective_topic_config, BrokerSettings, Metadata, PartitionInfo};
+use sluice_storage::{Backend, Log, StorageError};
+use uuid::Uuid;
+
+use crate::groups::{Groups, OFFSETS_TOPIC};
+use crate::partition::{log_config, Partition, PartitionTable, Role};
+use crate::state::Broker;
+
+/// One local change decided by [`plan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Delete the partition's log: its topic was deleted (or recreated under a new id).
+    Delete {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        index: i32,
+    },
+    /// Close the partition (keep its log): it is no longer assigned to this node.
+    Close {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        index: i32,
+    },
+    /// Open the partition's log (creating it if needed) and take `role` at `leader_epoch`.
+    Open {
+        /// Topic name.
+        topic: String,
+        /// Topic id.
+        topic_id: Uuid,
+        /// Partition index.
+        index: i32,
+        /// Role to take.
+        role: Role,
+        /// Leader epoch.
+        leader_epoch: i32,
+    },
+    /// A hosted partition's leader or leader epoch changed.
+    SetRole {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        index: i32,
+        /// New role.
+        role: Role,
+        /// New leader epoch.
+        leader_epoch: i32,
+    },
+    /// A topic's config overrides changed.
+    RefreshConfig {
+        /// Topic name.
+        topic: String,
+    },
+}
+
+/// This node's role for a partition, from its metadata leader.
+pub fn role_of(p: &PartitionInfo, node_id: i32) -> Role {
+    if p.leader == node_id {
+        Role::Leader
+    } else if p.leader >= 0 {
+        Role::Follower { leader: p.leader }
+    } else {
+        Role::None
+    }
+}
+
+/// Whether `p` is assigned to (hosted by) `node_id`.
+pub fn assigned_here(p: &PartitionInfo, node_id: i32) -> bool {
+    p.leader == node_id || p.replicas.contains(&node_id)
+}
+
+/// What changes locally when the metadata goes from `prev` to `next`: deletions and closes
+/// first (so a topic deleted and recreated under the same name starts from an empty
+/// directory), then opens, role changes and config refreshes. Pure.
+pub fn plan(prev: &Metadata, next: &Metadata, node_id: i32) -> Vec<Change> {
+    let mut removals = Vec::new();
+    let mut rest = Vec::new();
+    for old in prev.topics.values() {
+        let new = next.topics.get(&old.name).filter(|t| t.id == old.id);
+        for p in old.partitions.iter().filter(|p| assigned_here(p, node_id)) {
+            let (topic, index) = (old.name.clone(), p.index);
+            match new {
+                None => removals.push(Change::Delete { topic, index }),
+                Some(t) => {
+                    let still = t
+                        .partitions
+                        .iter()
+                        .any(|q| q.index == p.index && assigned_here(q, node_id));
+                    if !still {
+                        removals.push(Change::Close { topic, index });
+                    }
+                }
+            }
+        }
+    }
+    for t in next.topics.values() {
+        let old = prev.topics.get(&t.name).filter(|o| o.id == t.id);
+        for p in t.partitions.iter().filter(|p| assigned_here(p, node_id)) {
+            let role = role_of(p, node_id);
+            let before = old
+                .and_then(|o| o.partitions.iter().find(|q| q.index == p.index))
+                .filter(|q| assigned_here(q, node_id));
+            match before {
+                None => rest.push(Change::Open {
+                    topic: t.name.clone(),
+                    topic_id: t.id,
+                    index: p.index,
+                    role,
+                    leader_epoch: p.leader_epoch,
+                }),
+                Some(q) if q.leader != p.leader || q.leader_epoch != p.leader_epoch => {
+                    rest.push(Change::SetRole {
+                        topic: t.name.clone(),
+                        index: p.index,
+                        role,
+                        leader_epoch: p.leader_epoch,
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        if old.is_some_and(|o| o.configs != t.configs) {
+            rest.push(Change::RefreshConfig {
+                topic: t.name.clone(),
+            });
+        }
+    }
+    removals.extend(rest);
+    removals
+}
+
+/// Partition directory name, as Kafka names them.
+pub fn partition_dir(data_dir: &Path, topic: &str, index: i32) -> PathBuf {
+    data_dir.join(format!("{topic}-{index}"))
+}
+
+/// Carries out [`plan`]s on this broker's partitions.
+pub struct Reconciler {
+    node_id: i32,
+    data_dir: PathBuf,
+    settings: BrokerSettings,
+    backend: Arc<dyn Backend>,
+    /// The metadata last reconciled; held while reconciling, so reconciles never interleave
+    /// (only metadata appliers wait on it, never a request path).
+    applied: Mutex<Arc<Metadata>>,
+}
+
+impl Reconciler {
+    /// A reconciler that has applied nothing yet (empty metadata).
+    pub fn new(
+        node_id: i32,
+        data_dir: PathBuf,
+        settings: BrokerSettings,
+        backend: Arc<dyn Backend>,
+    ) -> Reconciler {
+        Reconciler {
+            node_id,
+            data_dir,
+            settings,
+            backend,
+            applied: Mutex::new(Arc::new(Metadata::default())),
+        }
+    }
+
+    /// Reconciles from the last applied metadata to `next` and remembers `next`. Blocking
+    /// (opens, recovers, closes and deletes logs).
+    pub fn apply_committed(&self, table: &PartitionTable, groups: &Groups, next: Arc<Metadata>) {
+        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
+        self.reconcile(table, groups, &applied, &next);
+        *applied = next;
+    }
+
+    /// Makes local partitions match `next`, given that they matched `prev`. Blocking.
+    pub fn reconcile(
+        &self,
+        table: &PartitionTable,
+        groups: &Groups,
+        prev: &Metadata,
+        next: &Metadata,
+    ) {
+        for change in plan(prev, next, self.node_id) {
+            self.apply(table, groups, next, change);
+        }
+    }
+
+    fn apply(&self, table: &PartitionTable, groups: &Groups, next: &Metadata, change: Change) {
+        match change {
+            Change::Delete { topic, index } => {
+                let p = table.remove(&topic, index);
+                if let Some(p) = p {
+                    resign_if_leader(groups, &p);
+                    close(&p);
+                }
+                let dir = partition_dir(&self.data_dir, &topic, index);
+                if dir.exists() {
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        tracing::warn!(dir = %dir.display(), "could not delete partition directory: {e}");
+                    }
+                }
+            }
+            Change::Close { topic, index } => {
+                if let Some(p) = table.remove(&topic, index) {
+                    resign_if_leader(groups, &p);
+                    close(&p);
+                    tracing::info!(topic = %topic, partition = index, "partition no longer assigned here; closed");
+                }
+            }
+            Change::Open {
+                topic,
+                topic_id,
+                index,
+                role,
+                leader_epoch,
+            } => self.open_or_set_role(
+                table,
+                groups,
+                next,
+                &topic,
+                topic_id,
+                index,
+                role,
+                leader_epoch,
+            ),
+            Change::SetRole {
+                topic,
+                index,
+                role,
+                leader_epoch,
+            } => {
+                let topic_id = next.topics.get(&topic).map(|t| t.id).unwrap_or_default();
+                self.open_or_set_role(
+                    table,
+                    groups,
+                    next,
+                    &topic,
+                    topic_id,
+                    index,
+                    role,
+                    leader_epoch,
+                )
+            }
+            Change::RefreshConfig { topic } => {
+                let Some(t) = next.topics.get(&topic) else {
+                    return;
+                };
+                let tc = Arc::new(effective_topic_config(&t.configs, &self.settings));
+                for p in table.all().into_iter().filter(|p| p.topic == topic) {
+                    p.set_config(tc.clone());
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn open_or_set_role(
+        &self,
+        table: &PartitionTable,
+        groups: &Groups,
+        next: &Metadata,
+        topic: &str,
+        topic_id: Uuid,
+        index: i32,
+        role: Role,
+        leader_epoch: i32,
+    ) {
+        if let Some(p) = table.get(topic, index) {
+            let was_leader = p.is_leader();
+            if let Err(e) = p.set_role(role, leader_epoch) {
+                tracing::error!(
+                    topic,
+                    partition = index,
+                    "could not take role {role:?}: {e}"
+                );
+            }
+            p.wake_waiters();
+            if was_leader && !p.is_leader() {
+                resign(groups, &p);
+            } else if !was_leader && p.is_leader() {
+                become_leader(groups, &p);
+            }
+            return;
+        }
+        let Some(t) = next.topics.get(topic) else {
+            return;
+        };
+        let tc = Arc::new(effective_topic_config(&t.configs, &self.settings));
+        let dir = partition_dir(&self.data_dir, topic, index);
+        let opened = self.open_log(&dir, &topic_id, &tc, role, leader_epoch);
+        match opened {
+            Ok(log) => {
+                let p = Arc::new(Partition::new(
+                    topic.to_string(),
+                    topic_id,
+                    index,
+                    log,
+                    tc,
+                    role,
+                    leader_epoch,
+                ));
+                table.insert(p.clone());
+                if p.is_leader() {
+                    become_leader(groups, &p);
+                }
+            }
+            Err(e) => {
+                tracing::error!(topic, partition = index, dir = %dir.display(),
+                    "partition is offline (KAFKA_STORAGE_ERROR): {e}");
+                table.mark_offline(topic, index, e.to_string());
+            }
+        }
+    }
+
+    fn open_log(
+        &self,
+        dir: &Path,
+        id: &Uuid,
+        tc: &sluice_controller::TopicConfig,
+        role: Role,
+        leader_epoch: i32,
+    ) -> Result<Log, StorageError> {
+        let log = Log::open(self.backend.clone(), dir, log_config(tc))?;
+        // As leader, record where our epoch starts (KIP-101), so OffsetForLeaderEpoch answers
+        // correctly even before the first append of this epoch.
+        if role == Role::Leader && log.latest_epoch().is_none_or(|e| e < leader_epoch) {
+            log.assign_epoch(leader_epoch)?;
+        }
+        if crate::state::read_partition_metadata(dir).as_ref() != Some(id) {
+            let text = format!("version: 0\ntopic_id: {id}\n");
+            let path = dir.join("partition.metadata");
+            if let Err(e) = crate::dirs::write_atomically(&path, text.as_bytes()) {
+                tracing::warn!("could not write {}: {e}", path.display());
+            }
+        }
+        Ok(log)
+    }
+}
+
+fn close(p: &Partition) {
+    p.wake_waiters();
+    if let Err(e) = p.log.close() {
+        tracing::warn!(topic = %p.topic, partition = p.index, "close failed: {e}");
+    }
+}
+
+fn become_leader(groups: &Groups, p: &Partition) {
+    if p.topic == OFFSETS_TOPIC {
+        groups.on_become_leader(p.index, p.leader_epoch());
+    }
+}
+
+fn resign(groups: &Groups, p: &Partition) {
+    if p.topic == OFFSETS_TOPIC {
+        groups.on_resign(p.index);
+    }
+}
+
+fn resign_if_leader(groups: &Groups, p: &Partition) {
+    if p.is_leader() {
+        resign(groups, p);
+    }
+}
+
+/// Runs the reconciler for every metadata value published on `rx` (the shape a replicated
+/// metadata log will use: its committed state in a `watch`). Ends when the broker or the
+/// sender is gone.
+#[allow(dead_code)] // fed by the Raft metadata log in part 2; today commits reconcile inline
+pub fn spawn_watch(
+    broker: Weak<Broker>,
+    mut rx: tokio::sync::watch::Receiver<Arc<Metadata>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let next = rx.borrow_and_update().clone();
+            let Some(b) = broker.upgrade() else { return };
+            let applied = tokio::task::spawn_blocking(move || b.apply_committed(next)).await;
+            if let Err(e) = applied {
+                tracing::error!("reconciling metadata failed: {e}");
+            }
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition::tests::metadata_with;
+    use sluice_controller::MetadataCommand;
+    use std::collections::BTreeMap;
+
+    const ME: i32 = 1;
+
+    fn id(n: u128) -> Uuid {
+        Uuid::from_u128(n)
+    }
+
+    fn open(topic: &str, tid: Uuid, index: i32, role: Role, leader_epoch: i32) -> Change {
+        Change::Open {
+            topic: topic.into(),
+            topic_id: tid,
+            index,
+            role,
+            leader_epoch,
+        }
+    }
+
+    #[test]
+    fn opens_assigned_partitions_with_their_roles() {
+        let prev = Metadata::default();
+        let mut next = metadata_with(&[(
+            "t",
+            id(1),
+            &[
+                (0, ME, 3, &[ME, 2]),
+                (1, 2, 4, &[2, ME]),
+                (2, 2, 0, &[2, 3]),
+                (3, ME, 0, &[ME]),
+            ],
+        )]);
+        // No leader (the state machine can't create one, but a failover can leave one).
+        next.topics.get_mut("t").expect("topic").partitions[3].leader = -1;
+        assert_eq!(
+            plan(&prev, &next, ME),
+            vec![
+                open("t", id(1), 0, Role::Leader, 3),
+                open("t", id(1), 1, Role::Follower { leader: 2 }, 4),
+                open("t", id(1), 3, Role::None, 0),
+            ]
+        );
+        assert!(
+            plan(&next, &next, ME).is_empty(),
+            "no change, nothing to do"
+        );
+    }
+
+    #[test]
+    fn role_and_epoch_changes() {
+        let prev = metadata_with(&[("t", id(1), &[(0, ME, 3, &[ME, 2]), (1, 2, 4, &[2, ME])])]);
+        let next = metadata_with(&[("t", id(1), &[(0, 2, 4, &[ME, 2]), (1, ME, 5, &[2, ME])])]);
+        assert_eq!(
+            plan(&prev, &next, ME),
+            vec![
+                Change::SetRole {
+                    topic: "t".into(),
+                    index: 0,
+                    role: Role::Follower { leader: 2 },
+                    leader_epoch: 4
+                },
+                Change::SetRole {
+                    topic: "t".into(),
+                    index: 1,
+                    role: Role::Leader,
+                    leader_epoch: 5
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn closes_unassigned_and_deletes_deleted_topics() {
+        let prev = metadata_with(&[
+            ("gone", id(1), &[(0, ME, 0, &[ME])]),
+            ("moved", id(2), &[(0, ME, 0, &[ME]), (1, ME, 0, &[ME])]),
+            ("recreated", id(3), &[(0, ME, 0, &[ME])]),
+            ("elsewhere", id(4), &[(0, 2, 0, &[2])]),
+        ]);
+        let next = metadata_with(&[
+            ("moved", id(2), &[(0, 2, 1, &[2]), (1, ME, 0, &[ME])]),
+            ("recreated", id(5), &[(0, ME, 0, &[ME])]),
+        ]);
+        assert_eq!(
+            plan(&prev, &next, ME),
+            vec![
+                Change::Delete {
+                    topic: "gone".into(),
+                    index: 0
+                },
+                Change::Close {
+                    topic: "moved".into(),
+                    index: 0
+                },
+                Change::Delete {
+                    topic: "recreated".into(),
+                    index: 0
+                },
+                open("recreated", id(5), 0, Role::Leader, 0),
+            ]
+        );
+    }
+
+    #[test]
+    fn config_changes_and_new_partitions() {
+        let prev = metadata_with(&[("t", id(1), &[(0, ME, 0, &[ME])])]);
+        let mut next = prev.clone();
+        let mut configs = BTreeMap::new();
+        configs.insert("retention.ms".to_string(), "1000".to_string());
+        next.topics.get_mut("t").expect("topic").configs = configs;
+        next.topics
+            .get_mut("t")
+            .expect("topic")
+            .partitions
+            .push(PartitionInfo {
+                index: 1,
+                leader: ME,
+                leader_epoch: 0,
+                replicas: vec![ME],
+                isr: vec![ME],
+            });
+        assert_eq!(
+            plan(&prev, &next, ME),
+            vec![
+                open("t", id(1), 1, Role::Leader, 0),
+                Change::RefreshConfig { topic: "t".into() },
+            ]
+        );
+        // Through the state machine too: every hosted partition of a deleted topic goes.
+        let mut after = next.clone();
+        after
+            .apply(&MetadataCommand::DeleteTopic { name: "t".into() })
+            .expect("delete topic");
+        assert_eq!(
+            plan(&next, &after, ME),
+            vec![
+                Change::Delete {
+                    topic: "t".into(),
+                    index: 0
+                },
+                Change::Delete {
+                    topic: "t".into(),
+                    index: 1
+                },
+            ]
+        );
+    }
+}
