@@ -40,7 +40,10 @@
 
 pub mod config;
 mod error;
+pub mod heartbeats;
 pub mod metadata;
+#[cfg(test)]
+mod sim;
 pub mod store;
 
 pub use config::{
@@ -49,10 +52,12 @@ pub use config::{
     ConfigType, ResolvedConfig, TopicConfig,
 };
 pub use error::ControllerError;
+pub use heartbeats::{BrokerHeartbeats, HeartbeatReply, DEFAULT_BROKER_SESSION_TIMEOUT_MS};
 pub use metadata::{
-    is_internal_topic, plan_alter_configs, plan_create_partitions, plan_create_topic,
-    plan_delete_topic, plan_delete_topic_by_id, plan_incremental_alter_configs,
-    plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, Metadata,
-    MetadataCommand, PartitionInfo, TopicInfo,
+    is_internal_topic, new_incarnation_id, plan_alter_configs, plan_create_partitions,
+    plan_create_topic, plan_delete_topic, plan_delete_topic_by_id, plan_incremental_alter_configs,
+    plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, BrokerRegistration,
+    Metadata, MetadataCommand, PartitionInfo, ProducerIdBlock, TopicInfo, TopicRef, NO_LEADER,
+    PRODUCER_ID_BLOCK_SIZE,
 };
 pub use store::{Controller, StoreOptions};
