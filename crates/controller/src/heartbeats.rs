@@ -248,3 +248,182 @@ impl Default for BrokerHeartbeats {
         BrokerHeartbeats::new(DEFAULT_BROKER_SESSION_TIMEOUT_MS)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metadata::{PartitionInfo, NO_LEADER};
+    use std::collections::BTreeMap;
+    use uuid::Uuid;
+
+    fn reg(id: i32, inc: u128) -> BrokerRegistration {
+        BrokerRegistration {
+            node_id: id,
+            incarnation_id: Uuid::from_u128(inc),
+            host: "h".into(),
+            port: 1,
+            rack: None,
+        }
+    }
+
+    fn commit(md: &mut Metadata, cmds: &[MetadataCommand]) {
+        for c in cmds {
+            md.apply(c).unwrap();
+        }
+    }
+
+    /// Registers `id` at offset `off` and returns its epoch.
+    fn register(hb: &mut BrokerHeartbeats, md: &mut Metadata, now: u64, id: i32, off: i64) -> i64 {
+        let cmd = hb.plan_register(now, &reg(id, id as u128), md).unwrap();
+        md.apply(&cmd).unwrap();
+        let e = md.brokers[&id].broker_epoch;
+        hb.on_registered(now, id, e, off);
+        e
+    }
+
+    #[test]
+    fn unfenced_once_caught_up_then_expires() {
+        let mut md = Metadata::new("c", 1);
+        let mut hb = BrokerHeartbeats::default();
+        hb.reset(0, 0);
+        let e = register(&mut hb, &mut md, 0, 1, 10);
+        // Behind the registration offset: stays fenced.
+        let (r, cmds) = hb.on_heartbeat(100, 1, e, 5, false, false, &md).unwrap();
+        assert!(cmds.is_empty());
+        assert_eq!(
+            (r.is_caught_up, r.is_fenced, r.should_shut_down),
+            (false, true, false)
+        );
+        // Caught up but asking to stay fenced.
+        let (r, cmds) = hb.on_heartbeat(200, 1, e, 10, true, false, &md).unwrap();
+        assert!(cmds.is_empty() && r.is_fenced && r.is_caught_up);
+        let (r, cmds) = hb.on_heartbeat(300, 1, e, 10, false, false, &md).unwrap();
+        assert_eq!(
+            cmds,
+            vec![MetadataCommand::UnfenceBroker {
+                node_id: 1,
+                broker_epoch: e
+            }]
+        );
+        assert!(!r.is_fenced);
+        commit(&mut md, &cmds);
+        // Errors.
+        let err = hb.on_heartbeat(300, 1, e + 1, 10, false, false, &md);
+        assert_eq!(err.unwrap_err().error_code(), 77);
+        let err = hb.on_heartbeat(300, 9, 1, 10, false, false, &md);
+        assert_eq!(err.unwrap_err().error_code(), 102);
+        // The session lasts broker.session.timeout.ms after the last heartbeat.
+        assert!(hb.tick(300 + 9000, &md).is_empty());
+        assert_eq!(hb.next_deadline(&md), Some(9301));
+        assert_eq!(
+            hb.tick(9301, &md),
+            vec![MetadataCommand::FenceBroker { node_id: 1 }]
+        );
+        // A broker asking to be fenced is.
+        let mut hb2 = hb.clone();
+        let (r, cmds) = hb2.on_heartbeat(400, 1, e, 10, true, false, &md).unwrap();
+        assert!(r.is_fenced);
+        assert_eq!(cmds, vec![MetadataCommand::FenceBroker { node_id: 1 }]);
+    }
+
+    #[test]
+    fn reset_grants_fresh_sessions_and_uses_committed_offset() {
+        let mut md = Metadata::new("c", 1);
+        let mut hb = BrokerHeartbeats::new(1000);
+        hb.reset(0, 0);
+        let e = register(&mut hb, &mut md, 0, 1, 1);
+        let (_, cmds) = hb.on_heartbeat(10, 1, e, 1, false, false, &md).unwrap();
+        commit(&mut md, &cmds);
+        assert!(!md.brokers[&1].fenced);
+        let e2 = register(&mut hb, &mut md, 0, 2, 2);
+        // New controller at t=5000 with committed offset 50.
+        let mut hb = BrokerHeartbeats::new(1000);
+        hb.reset(5000, 50);
+        assert!(hb.tick(6000, &md).is_empty());
+        assert_eq!(
+            hb.tick(6001, &md),
+            vec![MetadataCommand::FenceBroker { node_id: 1 }]
+        );
+        // Broker 2 must now reach offset 50.
+        let (r, cmds) = hb.on_heartbeat(5100, 2, e2, 49, false, false, &md).unwrap();
+        assert!(!r.is_caught_up && cmds.is_empty());
+        let (r, cmds) = hb.on_heartbeat(5200, 2, e2, 50, false, false, &md).unwrap();
+        assert!(r.is_caught_up && !r.is_fenced && cmds.len() == 1);
+    }
+
+    #[test]
+    fn duplicate_registration_while_session_alive() {
+        let mut md = Metadata::new("c", 1);
+        let mut hb = BrokerHeartbeats::new(1000);
+        hb.reset(0, 0);
+        let e = register(&mut hb, &mut md, 0, 1, 0);
+        let (_, cmds) = hb.on_heartbeat(10, 1, e, 0, false, false, &md).unwrap();
+        commit(&mut md, &cmds);
+        let err = hb.plan_register(500, &reg(1, 99), &md).unwrap_err();
+        assert_eq!(err.error_code(), 101);
+        // The same incarnation (a retry) is fine, and so is a new one once expired.
+        assert!(hb.plan_register(500, &reg(1, 1), &md).is_ok());
+        assert!(hb.plan_register(1011, &reg(1, 99), &md).is_ok());
+    }
+
+    #[test]
+    fn controlled_shutdown() {
+        let mut md = Metadata::new("c", 1);
+        let mut hb = BrokerHeartbeats::default();
+        hb.reset(0, 0);
+        let mut epochs = BTreeMap::new();
+        for id in 1..=2 {
+            let e = register(&mut hb, &mut md, 0, id, 0);
+            let (_, cmds) = hb.on_heartbeat(1, id, e, 0, false, false, &md).unwrap();
+            commit(&mut md, &cmds);
+            epochs.insert(id, e);
+        }
+        md.apply(&MetadataCommand::CreateTopic {
+            name: "t".into(),
+            id: Uuid::from_u128(5),
+            partitions: vec![PartitionInfo {
+                index: 0,
+                leader: 1,
+                leader_epoch: 0,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                partition_epoch: 0,
+            }],
+            configs: BTreeMap::new(),
+            internal: false,
+        })
+        .unwrap();
+        // Broker 1 leads: first the shutdown begins, its leadership moves...
+        let (r, cmds) = hb
+            .on_heartbeat(2, 1, epochs[&1], 0, false, true, &md)
+            .unwrap();
+        assert!(!r.should_shut_down && !r.is_fenced);
+        assert_eq!(
+            cmds,
+            vec![MetadataCommand::BeginControlledShutdown {
+                node_id: 1,
+                broker_epoch: epochs[&1]
+            }]
+        );
+        commit(&mut md, &cmds);
+        assert_eq!(md.topics["t"].partitions[0].leader, 2);
+        // ...then, leading nothing, it is fenced and may go.
+        let (r, cmds) = hb
+            .on_heartbeat(3, 1, epochs[&1], 0, false, true, &md)
+            .unwrap();
+        assert!(r.should_shut_down && r.is_fenced);
+        assert_eq!(cmds, vec![MetadataCommand::FenceBroker { node_id: 1 }]);
+        commit(&mut md, &cmds);
+        // A fenced broker may shut down at once; broker 2 was the last ISR member.
+        let (r, cmds) = hb
+            .on_heartbeat(4, 1, epochs[&1], 0, false, true, &md)
+            .unwrap();
+        assert!(r.should_shut_down && cmds.is_empty());
+        let (_, cmds) = hb
+            .on_heartbeat(5, 2, epochs[&2], 0, false, true, &md)
+            .unwrap();
+        commit(&mut md, &cmds);
+        assert_eq!(md.topics["t"].partitions[0].leader, NO_LEADER);
+        assert_eq!(md.topics["t"].partitions[0].isr, vec![2]);
+    }
+}

@@ -292,3 +292,288 @@ impl Metadata {
 pub fn new_incarnation_id() -> Uuid {
     Uuid::new_v4()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{MetadataCommand, TopicInfo};
+    use super::*;
+
+    pub(crate) fn reg(id: i32, inc: u128) -> MetadataCommand {
+        MetadataCommand::RegisterBroker(BrokerRegistration {
+            node_id: id,
+            incarnation_id: Uuid::from_u128(inc),
+            host: "h".into(),
+            port: 9000 + id,
+            rack: None,
+        })
+    }
+
+    fn up(md: &mut Metadata, id: i32, inc: u128) -> i64 {
+        md.apply(&reg(id, inc)).unwrap();
+        let epoch = md.brokers[&id].broker_epoch;
+        md.apply(&MetadataCommand::UnfenceBroker {
+            node_id: id,
+            broker_epoch: epoch,
+        })
+        .unwrap();
+        epoch
+    }
+
+    /// A topic with one partition per given (replicas, isr, leader).
+    fn topic(md: &mut Metadata, name: &str, parts: &[(&[i32], &[i32], i32)], unclean: bool) {
+        let partitions = parts
+            .iter()
+            .enumerate()
+            .map(|(i, (r, isr, l))| PartitionInfo {
+                index: i as i32,
+                leader: *l,
+                leader_epoch: 0,
+                replicas: r.to_vec(),
+                isr: isr.to_vec(),
+                partition_epoch: 0,
+            })
+            .collect();
+        let mut configs = BTreeMap::new();
+        if unclean {
+            configs.insert("unclean.leader.election.enable".into(), "true".into());
+        }
+        md.apply(&MetadataCommand::CreateTopic {
+            name: name.into(),
+            id: Uuid::new_v4(),
+            partitions,
+            configs,
+            internal: false,
+        })
+        .unwrap();
+    }
+
+    fn part<'a>(md: &'a Metadata, t: &str, i: usize) -> &'a PartitionInfo {
+        let t: &TopicInfo = &md.topics[t];
+        &t.partitions[i]
+    }
+
+    #[test]
+    fn register_epochs_and_fencing_state() {
+        let mut md = Metadata::new("c", 1);
+        md.apply(&reg(1, 10)).unwrap();
+        let b = &md.brokers[&1];
+        assert!(b.fenced && !b.in_controlled_shutdown);
+        assert_eq!(b.broker_epoch, 1);
+        // Same incarnation: endpoint update only, same epoch.
+        md.apply(&reg(1, 10)).unwrap();
+        assert_eq!(md.brokers[&1].broker_epoch, 1);
+        md.apply(&reg(2, 20)).unwrap();
+        assert_eq!(md.brokers[&2].broker_epoch, 2);
+        // New incarnation: a new, larger epoch; fenced again.
+        md.apply(&MetadataCommand::UnfenceBroker {
+            node_id: 1,
+            broker_epoch: 1,
+        })
+        .unwrap();
+        md.apply(&reg(1, 11)).unwrap();
+        assert_eq!(md.brokers[&1].broker_epoch, 3);
+        assert!(md.brokers[&1].fenced);
+        assert_eq!(md.last_broker_epoch, 3);
+        // Stale epochs and unknown brokers.
+        let stale = MetadataCommand::UnfenceBroker {
+            node_id: 1,
+            broker_epoch: 1,
+        };
+        assert_eq!(md.apply(&stale).unwrap_err().error_code(), 77);
+        let unknown = MetadataCommand::FenceBroker { node_id: 9 };
+        assert_eq!(md.apply(&unknown).unwrap_err().error_code(), 102);
+        let shut = MetadataCommand::BeginControlledShutdown {
+            node_id: 2,
+            broker_epoch: 7,
+        };
+        assert_eq!(md.apply(&shut).unwrap_err().error_code(), 77);
+    }
+
+    #[test]
+    fn fence_moves_leadership_within_isr() {
+        let mut md = Metadata::new("c", 1);
+        for id in 1..=3 {
+            up(&mut md, id, id as u128);
+        }
+        topic(
+            &mut md,
+            "t",
+            &[
+                (&[1, 2, 3], &[1, 2, 3], 1), // moves to 2
+                (&[1, 2], &[1], 1),          // last ISR member: offline, keeps ISR
+                (&[2, 1], &[2, 1], 2),       // follower 1 leaves the ISR
+                (&[3, 2], &[3, 2], 3),       // untouched
+            ],
+            false,
+        );
+        md.apply(&MetadataCommand::FenceBroker { node_id: 1 })
+            .unwrap();
+        let p0 = part(&md, "t", 0);
+        assert_eq!((p0.leader, p0.isr.clone()), (2, vec![2, 3]));
+        assert_eq!((p0.leader_epoch, p0.partition_epoch), (1, 1));
+        let p1 = part(&md, "t", 1);
+        assert_eq!((p1.leader, p1.isr.clone()), (NO_LEADER, vec![1]));
+        assert_eq!((p1.leader_epoch, p1.partition_epoch), (1, 1));
+        let p2 = part(&md, "t", 2);
+        assert_eq!((p2.leader, p2.isr.clone()), (2, vec![2]));
+        assert_eq!((p2.leader_epoch, p2.partition_epoch), (0, 1));
+        let p3 = part(&md, "t", 3);
+        assert_eq!((p3.leader_epoch, p3.partition_epoch), (0, 0));
+        // Fencing again changes nothing.
+        let before = md.clone();
+        md.apply(&MetadataCommand::FenceBroker { node_id: 1 })
+            .unwrap();
+        assert_eq!(md, before);
+        // Broker 2 is not in p1's ISR: unfencing something else leaves it offline...
+        md.apply(&MetadataCommand::FenceBroker { node_id: 2 })
+            .unwrap();
+        let e2 = md.brokers[&2].broker_epoch;
+        md.apply(&MetadataCommand::UnfenceBroker {
+            node_id: 2,
+            broker_epoch: e2,
+        })
+        .unwrap();
+        assert_eq!(part(&md, "t", 1).leader, NO_LEADER);
+        // ... and unfencing its last ISR member brings it back with a new epoch.
+        let e1 = md.brokers[&1].broker_epoch;
+        md.apply(&MetadataCommand::UnfenceBroker {
+            node_id: 1,
+            broker_epoch: e1,
+        })
+        .unwrap();
+        let p1 = part(&md, "t", 1);
+        assert_eq!((p1.leader, p1.leader_epoch, p1.partition_epoch), (1, 2, 2));
+    }
+
+    #[test]
+    fn unclean_election_only_when_enabled() {
+        let mut md = Metadata::new("c", 1);
+        for id in 1..=2 {
+            up(&mut md, id, id as u128);
+        }
+        topic(&mut md, "clean", &[(&[1, 2], &[1], 1)], false);
+        topic(&mut md, "dirty", &[(&[1, 2], &[1], 1)], true);
+        md.apply(&MetadataCommand::FenceBroker { node_id: 1 })
+            .unwrap();
+        assert_eq!(part(&md, "clean", 0).leader, NO_LEADER);
+        let d = part(&md, "dirty", 0);
+        assert_eq!((d.leader, d.isr.clone(), d.leader_epoch), (2, vec![2], 1));
+    }
+
+    #[test]
+    fn reregistration_moves_leadership_and_controlled_shutdown() {
+        let mut md = Metadata::new("c", 1);
+        for id in 1..=2 {
+            up(&mut md, id, id as u128);
+        }
+        topic(
+            &mut md,
+            "t",
+            &[(&[1, 2], &[1, 2], 1), (&[2, 1], &[2, 1], 2)],
+            false,
+        );
+        // Broker 1 restarts with a new incarnation: fenced, leadership moved.
+        md.apply(&reg(1, 100)).unwrap();
+        assert_eq!(part(&md, "t", 0).leader, 2);
+        assert_eq!(part(&md, "t", 0).isr, vec![2]);
+        let e1 = md.brokers[&1].broker_epoch;
+        md.apply(&MetadataCommand::UnfenceBroker {
+            node_id: 1,
+            broker_epoch: e1,
+        })
+        .unwrap();
+        // Broker 2 shuts down: everything moves to 1 where 1 is in the ISR.
+        md.apply(&MetadataCommand::AlterPartition {
+            topic: super::super::TopicRef::Name("t".into()),
+            partition: 0,
+            leader_id: 2,
+            broker_epoch: md.brokers[&2].broker_epoch,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            new_isr: vec![2, 1],
+        })
+        .unwrap();
+        md.apply(&MetadataCommand::AlterPartition {
+            topic: super::super::TopicRef::Name("t".into()),
+            partition: 1,
+            leader_id: 2,
+            broker_epoch: -1,
+            leader_epoch: 0,
+            partition_epoch: 1,
+            new_isr: vec![2, 1],
+        })
+        .unwrap();
+        let e2 = md.brokers[&2].broker_epoch;
+        md.apply(&MetadataCommand::BeginControlledShutdown {
+            node_id: 2,
+            broker_epoch: e2,
+        })
+        .unwrap();
+        assert!(md.brokers[&2].in_controlled_shutdown && !md.brokers[&2].fenced);
+        assert_eq!(part(&md, "t", 0).leader, 1);
+        assert_eq!(part(&md, "t", 1).leader, 1);
+        assert!(!md.leads_any(2));
+        // A broker in controlled shutdown is not unfenced.
+        md.apply(&MetadataCommand::FenceBroker { node_id: 2 })
+            .unwrap();
+        let unfence = MetadataCommand::UnfenceBroker {
+            node_id: 2,
+            broker_epoch: e2,
+        };
+        assert_eq!(md.apply(&unfence).unwrap_err().error_code(), 42);
+        // New topics avoid it; re-registration clears the flag.
+        md.apply(&reg(2, 200)).unwrap();
+        assert!(!md.brokers[&2].in_controlled_shutdown);
+    }
+
+    #[test]
+    fn create_topic_racing_a_fence_gets_an_eligible_leader() {
+        let mut md = Metadata::new("c", 1);
+        for id in 1..=2 {
+            up(&mut md, id, id as u128);
+        }
+        md.apply(&MetadataCommand::FenceBroker { node_id: 1 })
+            .unwrap();
+        topic(
+            &mut md,
+            "t",
+            &[(&[1, 2], &[1, 2], 1), (&[1], &[1], 1)],
+            false,
+        );
+        assert_eq!(part(&md, "t", 0).leader, 2);
+        assert_eq!(part(&md, "t", 1).leader, NO_LEADER);
+    }
+
+    #[test]
+    fn producer_id_blocks_and_cluster_id() {
+        let mut md = Metadata::new("", 1);
+        let e = up(&mut md, 1, 1);
+        let alloc = MetadataCommand::AllocateProducerIds {
+            broker_id: 1,
+            broker_epoch: e,
+        };
+        md.apply(&alloc).unwrap();
+        let b1 = md.last_producer_id_block().unwrap();
+        assert_eq!((b1.first_producer_id, b1.size, b1.end()), (0, 1000, 1000));
+        md.apply(&alloc).unwrap();
+        let b2 = md.last_producer_id_block().unwrap();
+        assert_eq!(b2.first_producer_id, 1000);
+        assert_eq!(md.next_producer_id, 2000);
+        let stale = MetadataCommand::AllocateProducerIds {
+            broker_id: 1,
+            broker_epoch: e + 1,
+        };
+        assert_eq!(md.apply(&stale).unwrap_err().error_code(), 77);
+        md.next_producer_id = i64::MAX - 10;
+        assert_eq!(md.apply(&alloc).unwrap_err().error_code(), -1);
+
+        let init = |id: &str| MetadataCommand::InitCluster {
+            cluster_id: id.into(),
+        };
+        assert_eq!(md.apply(&init("")).unwrap_err().error_code(), 42);
+        md.apply(&init("abc")).unwrap();
+        md.apply(&init("abc")).unwrap();
+        assert_eq!(md.apply(&init("xyz")).unwrap_err().error_code(), 104);
+        assert_eq!(md.cluster_id, "abc");
+    }
+}
