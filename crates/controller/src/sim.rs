@@ -58,6 +58,8 @@ struct Sim {
     incarnations: BTreeMap<i32, u128>,
     epochs_seen: BTreeMap<i32, i64>,
     pid_end: i64,
+    /// Accepted commands by kind.
+    accepted: BTreeMap<String, usize>,
 }
 
 type Check = Result<(), String>;
@@ -147,6 +149,7 @@ impl Sim {
             incarnations: BTreeMap::new(),
             epochs_seen: BTreeMap::new(),
             pid_end: 0,
+            accepted: BTreeMap::new(),
         }
     }
 
@@ -161,6 +164,9 @@ impl Sim {
             return Ok(false);
         }
         self.committed += 1;
+        let kind = format!("{cmd:?}");
+        let kind = kind.split([' ', '(', '{']).next().unwrap_or("").to_string();
+        *self.accepted.entry(kind).or_default() += 1;
         check_state(&self.md).map_err(|e| format!("after {cmd:?}: {e}"))?;
         check_transition(&prev, &self.md).map_err(|e| format!("after {cmd:?}: {e}"))?;
         for (id, b) in &self.md.brokers {
@@ -213,7 +219,7 @@ impl Sim {
             0..=9 => {
                 let node = self.node();
                 let inc = self.incarnations.entry(node).or_insert(node as u128 * 1000);
-                if self.rng.0 % 3 != 0 {
+                if self.rng.chance(67) {
                     *inc += 1;
                 }
                 let reg = BrokerRegistration {
@@ -404,7 +410,7 @@ impl Sim {
     }
 }
 
-fn run(seed: u64) -> (usize, usize) {
+fn run(seed: u64) -> (usize, usize, BTreeMap<String, usize>) {
     let mut sim = Sim::new(seed);
     for step in 0..STEPS {
         let r = sim.step().and_then(|_| {
@@ -428,7 +434,7 @@ fn run(seed: u64) -> (usize, usize) {
         .flat_map(|t| &t.partitions)
         .filter(|p| p.leader != NO_LEADER)
         .count();
-    (sim.committed as usize, leaders)
+    (sim.committed as usize, leaders, sim.accepted)
 }
 
 #[test]
@@ -441,12 +447,30 @@ fn simulation() {
         Err(_) => SEEDS.to_vec(),
     };
     for seed in seeds {
-        let (committed, _) = run(seed);
+        let (committed, _, accepted) = run(seed);
         // The simulation must actually exercise the state machine.
         assert!(
             committed > STEPS / 5,
             "seed {seed}: only {committed} commits"
         );
+        for kind in [
+            "RegisterBroker",
+            "UnfenceBroker",
+            "FenceBroker",
+            "BeginControlledShutdown",
+            "AlterPartition",
+            "CreateTopic",
+            "DeleteTopic",
+            "AllocateProducerIds",
+        ] {
+            assert!(
+                accepted.get(kind).copied().unwrap_or(0) > 0,
+                "seed {seed}: no {kind} accepted: {accepted:?}"
+            );
+        }
+        if std::env::var("SIM_STATS").is_ok() {
+            eprintln!("seed {seed}: {accepted:?}");
+        }
     }
 }
 

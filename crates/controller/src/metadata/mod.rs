@@ -1210,6 +1210,38 @@ mod tests {
     }
 
     #[test]
+    fn old_json_still_replays() {
+        // Written by the single-node version: no incarnation, epochs or fencing.
+        let old_cmd = r#"{"RegisterBroker":{"node_id":1,"host":"h","port":9092,"rack":null}}"#;
+        let cmd: MetadataCommand = serde_json::from_str(old_cmd).unwrap();
+        let mut md = Metadata::new("c", 1);
+        md.apply(&cmd).unwrap();
+        let b = &md.brokers[&1];
+        assert!(b.is_eligible() && b.incarnation_id.is_nil());
+        let old_topic = r#"{"CreateTopic":{"name":"t","id":"0b9a6c4e-7f39-4a36-9c1e-5d0d2f7b1c11","partitions":[{"index":0,"leader":1,"leader_epoch":3,"replicas":[1],"isr":[1]}],"configs":{},"internal":false}}"#;
+        let cmd: MetadataCommand = serde_json::from_str(old_topic).unwrap();
+        md.apply(&cmd).unwrap();
+        assert_eq!(md.topics["t"].partitions[0].leader, 1);
+        assert_eq!(md.topics["t"].partitions[0].partition_epoch, 0);
+        let old_snapshot = r#"{"cluster_id":"c","controller_id":1,"brokers":{"1":{"node_id":1,"host":"h","port":9092,"rack":null}},"topics":{}}"#;
+        let snap: Metadata = serde_json::from_str(old_snapshot).unwrap();
+        assert!(snap.brokers[&1].is_eligible());
+        assert_eq!((snap.last_broker_epoch, snap.next_producer_id), (0, 0));
+        // The next real registration gets an epoch above the legacy 0.
+        let mut snap = snap;
+        snap.apply(&MetadataCommand::RegisterBroker(BrokerRegistration {
+            node_id: 1,
+            incarnation_id: Uuid::new_v4(),
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+        }))
+        .unwrap();
+        assert_eq!(snap.brokers[&1].broker_epoch, 1);
+        assert!(snap.brokers[&1].fenced);
+    }
+
+    #[test]
     fn topic_ids_are_kafka_safe() {
         let md = md_with_brokers(1);
         for _ in 0..200 {
