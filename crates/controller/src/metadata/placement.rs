@@ -265,4 +265,22 @@ mod tests {
         assert_eq!(e.error_code(), 38);
         assert!(e.message().contains("All brokers are currently fenced"));
     }
+
+    #[test]
+    fn offsets_topic_spread_with_rf_1() {
+        let m = md(&[None, None, None]);
+        let cmd = crate::metadata::plan_create_topic(
+            &m,
+            crate::metadata::CONSUMER_OFFSETS_TOPIC,
+            50,
+            1,
+            &BTreeMap::new(),
+            &crate::config::BrokerSettings::default(),
+        )
+        .unwrap();
+        let MetadataCommand::CreateTopic { partitions, .. } = cmd else {
+            panic!("not a CreateTopic");
+        };
+        assert_eq!(counts(&partitions, |p| vec![p.leader]), vec![17, 17, 16]);
+    }
 }
