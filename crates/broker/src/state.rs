@@ -86,8 +86,9 @@ impl Broker {
 
     fn register_self(&self) -> Result<(), BrokerError> {
         let md = self.controller.metadata();
-        let me = sluice_controller::BrokerInfo {
+        let me = sluice_controller::BrokerRegistration {
             node_id: self.config.node_id,
+            incarnation_id: sluice_controller::new_incarnation_id(),
             host: self.advertised_host.clone(),
             port: self.advertised_port,
             rack: None,
@@ -95,11 +96,21 @@ impl Broker {
         let same = md
             .brokers
             .get(&self.config.node_id)
-            .map(|b| b.host == me.host && b.port == me.port)
+            .map(|b| b.host == me.host && b.port == me.port && b.is_eligible())
             .unwrap_or(false);
         if !same {
-            self.controller
+            // Single node: register, then unfence at once (we are our own controller).
+            let md = self
+                .controller
                 .commit(MetadataCommand::RegisterBroker(me))?;
+            if let Some(b) = md.brokers.get(&self.config.node_id) {
+                if b.fenced {
+                    self.controller.commit(MetadataCommand::UnfenceBroker {
+                        node_id: b.node_id,
+                        broker_epoch: b.broker_epoch,
+                    })?;
+                }
+            }
         }
         Ok(())
     }

@@ -548,6 +548,9 @@ fn convert_synonym(synonym: &str, raw: &str) -> Option<String> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct BrokerSettings {
     explicit: BTreeMap<String, String>,
+    /// Largest replication factor the topic planners accept (`None` = no limit). Set by the
+    /// broker while partition replication is not implemented.
+    max_replication_factor: Option<i16>,
 }
 
 impl BrokerSettings {
@@ -569,7 +572,24 @@ impl BrokerSettings {
                 None => warnings.push(format!("unknown broker config '{name}' ignored")),
             }
         }
-        Ok((BrokerSettings { explicit }, warnings))
+        Ok((
+            BrokerSettings {
+                explicit,
+                max_replication_factor: None,
+            },
+            warnings,
+        ))
+    }
+
+    /// Limits the replication factor of new topics (`None` = no limit): a larger one is
+    /// refused with INVALID_REPLICATION_FACTOR ("... is not supported yet").
+    pub fn set_max_replication_factor(&mut self, max: Option<i16>) {
+        self.max_replication_factor = max;
+    }
+
+    /// The limit set with [`BrokerSettings::set_max_replication_factor`].
+    pub fn max_replication_factor(&self) -> Option<i16> {
+        self.max_replication_factor
     }
 
     /// The explicitly set value of `name`, if any.

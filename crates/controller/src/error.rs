@@ -32,6 +32,33 @@ pub enum ControllerError {
     /// TOPIC_DELETION_DISABLED (73).
     #[error("{0}")]
     TopicDeletionDisabled(String),
+    /// NOT_CONTROLLER (41): the request carries a newer epoch than this controller knows.
+    #[error("{0}")]
+    NotController(String),
+    /// FENCED_LEADER_EPOCH (74): the leader epoch in the request is older than the current.
+    #[error("{0}")]
+    FencedLeaderEpoch(String),
+    /// STALE_BROKER_EPOCH (77): the broker epoch in the request is not the registered one.
+    #[error("{0}")]
+    StaleBrokerEpoch(String),
+    /// INVALID_UPDATE_VERSION (95): the partition epoch in an AlterPartition is stale.
+    #[error("{0}")]
+    InvalidUpdateVersion(String),
+    /// DUPLICATE_BROKER_REGISTRATION (101): another incarnation of the broker is still alive.
+    #[error("{0}")]
+    DuplicateBrokerRegistration(String),
+    /// BROKER_ID_NOT_REGISTERED (102).
+    #[error("{0}")]
+    BrokerIdNotRegistered(String),
+    /// INCONSISTENT_CLUSTER_ID (104).
+    #[error("{0}")]
+    InconsistentClusterId(String),
+    /// INELIGIBLE_REPLICA (107): a new ISR names a fenced, unregistered or shutting-down broker.
+    #[error("{0}")]
+    IneligibleReplica(String),
+    /// UNKNOWN_SERVER_ERROR (-1), e.g. producer ids exhausted.
+    #[error("{0}")]
+    UnknownServer(String),
     /// KAFKA_STORAGE_ERROR (56): the metadata log could not be read or written.
     #[error("metadata storage error: {0}")]
     Storage(String),
@@ -50,6 +77,15 @@ impl ControllerError {
             ControllerError::InvalidConfig(_) => 40,
             ControllerError::InvalidRequest(_) => 42,
             ControllerError::TopicDeletionDisabled(_) => 73,
+            ControllerError::NotController(_) => 41,
+            ControllerError::FencedLeaderEpoch(_) => 74,
+            ControllerError::StaleBrokerEpoch(_) => 77,
+            ControllerError::InvalidUpdateVersion(_) => 95,
+            ControllerError::DuplicateBrokerRegistration(_) => 101,
+            ControllerError::BrokerIdNotRegistered(_) => 102,
+            ControllerError::InconsistentClusterId(_) => 104,
+            ControllerError::IneligibleReplica(_) => 107,
+            ControllerError::UnknownServer(_) => -1,
             ControllerError::Storage(_) => 56,
         }
     }
@@ -89,6 +125,18 @@ mod tests {
             (ControllerError::InvalidRequest(String::new()), 42),
             (ControllerError::TopicDeletionDisabled(String::new()), 73),
             (ControllerError::Storage(String::new()), 56),
+            (ControllerError::NotController(String::new()), 41),
+            (ControllerError::FencedLeaderEpoch(String::new()), 74),
+            (ControllerError::StaleBrokerEpoch(String::new()), 77),
+            (ControllerError::InvalidUpdateVersion(String::new()), 95),
+            (
+                ControllerError::DuplicateBrokerRegistration(String::new()),
+                101,
+            ),
+            (ControllerError::BrokerIdNotRegistered(String::new()), 102),
+            (ControllerError::InconsistentClusterId(String::new()), 104),
+            (ControllerError::IneligibleReplica(String::new()), 107),
+            (ControllerError::UnknownServer(String::new()), -1),
         ];
         for (e, code) in cases {
             assert_eq!(e.error_code(), code, "{e:?}");

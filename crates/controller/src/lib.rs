@@ -10,13 +10,18 @@
 //!   for DescribeConfigs ([`resolve_topic_configs`]) and typed ([`effective_topic_config`]).
 //! * [`metadata`]: a pure, deterministic state machine. [`Metadata`] is the whole cluster
 //!   state; it only changes through [`Metadata::apply`] of a [`MetadataCommand`]
-//!   (`RegisterBroker`, `CreateTopic`, `DeleteTopic`, `CreatePartitions`,
-//!   `AlterTopicConfigs`). `apply` validates the command against the current state and either
+//!   (`InitCluster`, `RegisterBroker`, `UnfenceBroker`, `FenceBroker`,
+//!   `BeginControlledShutdown`, `AlterPartition`, `AllocateProducerIds`, `CreateTopic`,
+//!   `DeleteTopic`, `CreatePartitions`, `AlterTopicConfigs`). Fencing or shutting down a
+//!   broker moves its leaderships to other ISR members in the same command. `apply` validates the command against the current state and either
 //!   applies it completely or changes nothing. The `plan_*` functions turn user requests
 //!   (CreateTopics, CreatePartitions, DeleteTopics, AlterConfigs, IncrementalAlterConfigs)
 //!   into commands or a [`ControllerError`] carrying the Kafka error code. Planning is where
 //!   non-deterministic choices are made (the random topic id, replica placement), so replaying
 //!   commands always yields the same state — the property a replicated log needs later.
+//! * [`heartbeats`]: the active controller's soft state ([`BrokerHeartbeats`]): broker
+//!   sessions, unfencing once caught up, session expiry, controlled shutdown. Pure (time is a
+//!   parameter); it returns commands for the caller to commit.
 //! * [`store`]: single-node persistence. [`Controller`] owns the current metadata behind a
 //!   copy-on-write `Arc` and appends every committed command to a metadata log with fsync.
 //!
@@ -40,7 +45,10 @@
 
 pub mod config;
 mod error;
+pub mod heartbeats;
 pub mod metadata;
+#[cfg(test)]
+mod sim;
 pub mod store;
 
 pub use config::{
@@ -49,10 +57,12 @@ pub use config::{
     ConfigType, ResolvedConfig, TopicConfig,
 };
 pub use error::ControllerError;
+pub use heartbeats::{BrokerHeartbeats, HeartbeatReply, DEFAULT_BROKER_SESSION_TIMEOUT_MS};
 pub use metadata::{
-    is_internal_topic, plan_alter_configs, plan_create_partitions, plan_create_topic,
-    plan_delete_topic, plan_delete_topic_by_id, plan_incremental_alter_configs,
-    plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, Metadata,
-    MetadataCommand, PartitionInfo, TopicInfo,
+    is_internal_topic, new_incarnation_id, plan_alter_configs, plan_create_partitions,
+    plan_create_topic, plan_delete_topic, plan_delete_topic_by_id, plan_incremental_alter_configs,
+    plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, BrokerRegistration,
+    Metadata, MetadataCommand, PartitionInfo, ProducerIdBlock, TopicInfo, TopicRef, NO_LEADER,
+    PRODUCER_ID_BLOCK_SIZE,
 };
 pub use store::{Controller, StoreOptions};

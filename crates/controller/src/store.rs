@@ -396,11 +396,12 @@ fn replay_log(
 mod tests {
     use super::*;
     use crate::config::BrokerSettings;
-    use crate::metadata::{plan_create_topic, BrokerInfo};
+    use crate::metadata::{plan_create_topic, BrokerRegistration};
     use std::collections::BTreeMap;
 
     fn register(c: &Controller, id: i32) {
-        c.commit(MetadataCommand::RegisterBroker(BrokerInfo {
+        c.commit(MetadataCommand::RegisterBroker(BrokerRegistration {
+            incarnation_id: uuid::Uuid::nil(),
             node_id: id,
             host: "127.0.0.1".into(),
             port: 9092,
@@ -622,7 +623,8 @@ mod tests {
             let md = c.metadata();
             let name = format!("t{}", next(8));
             let cmd = match next(5) {
-                0 => Ok(MetadataCommand::RegisterBroker(BrokerInfo {
+                0 => Ok(MetadataCommand::RegisterBroker(BrokerRegistration {
+                    incarnation_id: uuid::Uuid::nil(),
                     node_id: next(3) as i32,
                     host: "127.0.0.1".into(),
                     port: 9000 + next(3) as i32,

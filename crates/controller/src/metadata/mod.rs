@@ -11,6 +11,13 @@ use crate::config::{
 };
 use crate::error::ControllerError;
 
+mod brokers;
+mod partitions;
+mod placement;
+
+pub use brokers::{new_incarnation_id, NO_LEADER};
+use placement::assign_replicas;
+
 /// Largest partition count a topic may have in Sluice (guards memory against huge requests).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
 /// Longest legal topic name.
@@ -30,6 +37,46 @@ pub struct BrokerInfo {
     /// Advertised port.
     pub port: i32,
     /// Rack, if any.
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// Incarnation id chosen by the broker process at start (nil for registrations written
+    /// by the single-node versions).
+    #[serde(default)]
+    pub incarnation_id: Uuid,
+    /// Broker epoch, assigned by the controller at (re-)registration.
+    #[serde(default)]
+    pub broker_epoch: i64,
+    /// A fenced broker leads nothing and cannot join an ISR.
+    #[serde(default)]
+    pub fenced: bool,
+    /// The broker asked to shut down: it leads nothing and cannot join an ISR.
+    #[serde(default)]
+    pub in_controlled_shutdown: bool,
+}
+
+impl BrokerInfo {
+    /// Whether the broker may lead partitions and be added to ISRs.
+    pub fn is_eligible(&self) -> bool {
+        !self.fenced && !self.in_controlled_shutdown
+    }
+}
+
+/// A broker's registration request (the `RegisterBroker` command). The JSON shape is a
+/// superset of the single-node `BrokerInfo`, so old metadata logs still replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRegistration {
+    /// Node id.
+    pub node_id: i32,
+    /// Incarnation id of the broker process. Nil = the legacy single-node registration,
+    /// which registers the broker unfenced.
+    #[serde(default)]
+    pub incarnation_id: Uuid,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+    /// Rack, if any.
+    #[serde(default)]
     pub rack: Option<String>,
 }
 
@@ -38,14 +85,17 @@ pub struct BrokerInfo {
 pub struct PartitionInfo {
     /// Partition index.
     pub index: i32,
-    /// Leader node id.
+    /// Leader node id, -1 when the partition is offline.
     pub leader: i32,
-    /// Leader epoch.
+    /// Leader epoch, bumped on every leader change.
     pub leader_epoch: i32,
     /// Replica node ids; the first is the preferred leader.
     pub replicas: Vec<i32>,
-    /// In-sync replica node ids.
+    /// In-sync replica node ids; never empty.
     pub isr: Vec<i32>,
+    /// Kafka's partition epoch: bumped on every change of leader or ISR.
+    #[serde(default)]
+    pub partition_epoch: i32,
 }
 
 /// A topic.
@@ -63,9 +113,49 @@ pub struct TopicInfo {
     pub internal: bool,
 }
 
+impl TopicInfo {
+    /// `unclean.leader.election.enable` as set on the topic (the broker default is not part
+    /// of the replicated state, so only the override counts; Kafka's default is false).
+    pub fn unclean_leader_election(&self) -> bool {
+        self.configs
+            .get("unclean.leader.election.enable")
+            .is_some_and(|v| v.trim().eq_ignore_ascii_case("true"))
+    }
+}
+
+/// Size of a producer id block handed to a broker (KIP-730).
+pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
+
+/// A block of producer ids `first..first + size` assigned to a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProducerIdBlock {
+    /// The broker the block was allocated for.
+    pub assigned_broker_id: i32,
+    /// First producer id of the block.
+    pub first_producer_id: i64,
+    /// Number of ids in the block.
+    pub size: i32,
+}
+
+impl ProducerIdBlock {
+    /// One past the last id of the block.
+    pub fn end(&self) -> i64 {
+        self.first_producer_id.saturating_add(i64::from(self.size))
+    }
+}
+
+/// Names a topic by id or by name (AlterPartition v2+ uses ids, older versions names).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TopicRef {
+    /// By topic id.
+    Id(Uuid),
+    /// By name.
+    Name(String),
+}
+
 /// The whole cluster metadata. Cheap to share behind an `Arc`; changed only through
 /// [`Metadata::apply`].
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Metadata {
     /// Cluster id.
     pub cluster_id: String,
@@ -75,17 +165,103 @@ pub struct Metadata {
     pub brokers: BTreeMap<i32, BrokerInfo>,
     /// Topics by name.
     pub topics: BTreeMap<String, TopicInfo>,
+    /// The last broker epoch handed out; the next registration gets `last_broker_epoch + 1`.
+    #[serde(default)]
+    pub last_broker_epoch: i64,
+    /// The first producer id of the next block (KIP-730).
+    #[serde(default)]
+    pub next_producer_id: i64,
+    /// The block produced by the last `AllocateProducerIds`.
+    #[serde(default)]
+    pub last_producer_id_block: Option<ProducerIdBlock>,
     /// Topic id → name index, kept in step by `apply`.
     #[serde(skip)]
     topic_ids: BTreeMap<Uuid, String>,
 }
 
-/// A change to the metadata. Commands are the unit of the metadata log (and, later, of the
+/// Equality of the replicated state; the id index is derived and not compared.
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        let Metadata {
+            cluster_id,
+            controller_id,
+            brokers,
+            topics,
+            last_broker_epoch,
+            next_producer_id,
+            last_producer_id_block,
+            topic_ids: _,
+        } = self;
+        *cluster_id == other.cluster_id
+            && *controller_id == other.controller_id
+            && *brokers == other.brokers
+            && *topics == other.topics
+            && *last_broker_epoch == other.last_broker_epoch
+            && *next_producer_id == other.next_producer_id
+            && *last_producer_id_block == other.last_producer_id_block
+    }
+}
+
+/// A change to the metadata. Commands are the unit of the metadata log (and of the
 /// replicated log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MetadataCommand {
-    /// Registers (or re-registers) a broker.
-    RegisterBroker(BrokerInfo),
+    /// Sets the cluster id once (the quorum's first leader chooses it). Refused with
+    /// INCONSISTENT_CLUSTER_ID if another id is set already; the same id is a no-op.
+    InitCluster {
+        /// The cluster id.
+        cluster_id: String,
+    },
+    /// Registers (or re-registers) a broker. A new incarnation gets a new broker epoch and
+    /// starts fenced (its old incarnation's leaderships move away first); the same
+    /// incarnation again only updates the endpoint.
+    RegisterBroker(BrokerRegistration),
+    /// Unfences a broker (it caught up with the metadata log). Stale epoch refused.
+    UnfenceBroker {
+        /// Node id.
+        node_id: i32,
+        /// The broker epoch the broker registered with.
+        broker_epoch: i64,
+    },
+    /// Fences a broker (session expired, or it asked to be): its leaderships move to other
+    /// ISR members and it leaves the ISRs where another member remains.
+    FenceBroker {
+        /// Node id.
+        node_id: i32,
+    },
+    /// The broker asked to shut down: moves its leaderships away as `FenceBroker` does, but
+    /// the broker stays unfenced until it is told to shut down.
+    BeginControlledShutdown {
+        /// Node id.
+        node_id: i32,
+        /// Broker epoch.
+        broker_epoch: i64,
+    },
+    /// Kafka's AlterPartition (KIP-497): the leader changes the ISR.
+    AlterPartition {
+        /// The topic.
+        topic: TopicRef,
+        /// Partition index.
+        partition: i32,
+        /// The requesting broker, which must be the leader.
+        leader_id: i32,
+        /// The requesting broker's epoch; -1 = not checked (AlterPartition v0).
+        broker_epoch: i64,
+        /// The leader epoch the leader knows.
+        leader_epoch: i32,
+        /// The partition epoch the leader knows.
+        partition_epoch: i32,
+        /// The new ISR.
+        new_isr: Vec<i32>,
+    },
+    /// Allocates the next block of [`PRODUCER_ID_BLOCK_SIZE`] producer ids for a broker;
+    /// read the block with [`Metadata::last_producer_id_block`].
+    AllocateProducerIds {
+        /// The broker asking.
+        broker_id: i32,
+        /// Its broker epoch.
+        broker_epoch: i64,
+    },
     /// Creates a topic with its full partition assignment.
     CreateTopic {
         /// Name.
@@ -151,8 +327,14 @@ impl Metadata {
         self.topics.values().map(|t| t.partitions.len()).sum()
     }
 
-    /// Rebuilds the id index (after deserialisation).
-    pub(crate) fn rebuild_index(&mut self) {
+    /// The block of producer ids produced by the last `AllocateProducerIds` command.
+    pub fn last_producer_id_block(&self) -> Option<ProducerIdBlock> {
+        self.last_producer_id_block
+    }
+
+    /// Rebuilds the id index (after deserialisation; `topic_by_id` works without it, only
+    /// slower).
+    pub fn rebuild_index(&mut self) {
         self.topic_ids = self
             .topics
             .values()
@@ -164,22 +346,38 @@ impl Metadata {
     /// state and either changes nothing and returns an error, or applies it completely.
     pub fn apply(&mut self, cmd: &MetadataCommand) -> Result<(), ControllerError> {
         match cmd {
-            MetadataCommand::RegisterBroker(b) => {
-                if b.node_id < 0 {
-                    return Err(ControllerError::InvalidRequest(format!(
-                        "Invalid broker id {}",
-                        b.node_id
-                    )));
-                }
-                if !(0..=65535).contains(&b.port) {
-                    return Err(ControllerError::InvalidRequest(format!(
-                        "Invalid port {} for broker {}",
-                        b.port, b.node_id
-                    )));
-                }
-                self.brokers.insert(b.node_id, b.clone());
-                Ok(())
-            }
+            MetadataCommand::InitCluster { cluster_id } => self.init_cluster(cluster_id),
+            MetadataCommand::RegisterBroker(reg) => self.register_broker(reg),
+            MetadataCommand::UnfenceBroker {
+                node_id,
+                broker_epoch,
+            } => self.unfence_broker(*node_id, *broker_epoch),
+            MetadataCommand::FenceBroker { node_id } => self.fence_broker(*node_id),
+            MetadataCommand::BeginControlledShutdown {
+                node_id,
+                broker_epoch,
+            } => self.begin_controlled_shutdown(*node_id, *broker_epoch),
+            MetadataCommand::AlterPartition {
+                topic,
+                partition,
+                leader_id,
+                broker_epoch,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => self.alter_partition(
+                topic,
+                *partition,
+                *leader_id,
+                *broker_epoch,
+                *leader_epoch,
+                *partition_epoch,
+                new_isr,
+            ),
+            MetadataCommand::AllocateProducerIds {
+                broker_id,
+                broker_epoch,
+            } => self.allocate_producer_ids(*broker_id, *broker_epoch),
             MetadataCommand::CreateTopic {
                 name,
                 id,
@@ -203,16 +401,18 @@ impl Metadata {
                 }
                 check_partitions(partitions, 0)?;
                 validate_topic_configs(configs)?;
-                self.topics.insert(
-                    name.clone(),
-                    TopicInfo {
-                        name: name.clone(),
-                        id: *id,
-                        partitions: partitions.clone(),
-                        configs: configs.clone(),
-                        internal: *internal,
-                    },
-                );
+                let mut topic = TopicInfo {
+                    name: name.clone(),
+                    id: *id,
+                    partitions: partitions.clone(),
+                    configs: configs.clone(),
+                    internal: *internal,
+                };
+                let unclean = topic.unclean_leader_election();
+                for p in &mut topic.partitions {
+                    brokers::settle_new_partition(&self.brokers, p, unclean);
+                }
+                self.topics.insert(name.clone(), topic);
                 self.topic_ids.insert(*id, name.clone());
                 Ok(())
             }
@@ -231,18 +431,23 @@ impl Metadata {
                     .topics
                     .get_mut(name)
                     .ok_or_else(|| unknown_topic(name))?;
+                let first = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
                 if new_partitions.is_empty() {
                     return Err(ControllerError::InvalidPartitions(
                         "No partitions to add.".into(),
                     ));
                 }
-                let first = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
                 let total = topic.partitions.len() + new_partitions.len();
                 if total > MAX_PARTITIONS_PER_TOPIC as usize {
                     return Err(too_many_partitions(total));
                 }
                 check_partitions(new_partitions, first)?;
-                topic.partitions.extend(new_partitions.iter().cloned());
+                let unclean = topic.unclean_leader_election();
+                for p in new_partitions {
+                    let mut p = p.clone();
+                    brokers::settle_new_partition(&self.brokers, &mut p, unclean);
+                    topic.partitions.push(p);
+                }
                 Ok(())
             }
             MetadataCommand::AlterTopicConfigs { name, configs } => {
@@ -285,7 +490,7 @@ fn unknown_topic(_name: &str) -> ControllerError {
     ControllerError::UnknownTopic("This server does not host this topic-partition.".into())
 }
 
-fn too_many_partitions(n: usize) -> ControllerError {
+pub(crate) fn too_many_partitions(n: usize) -> ControllerError {
     ControllerError::InvalidPartitions(format!(
         "Requested {n} partitions; Sluice allows at most {MAX_PARTITIONS_PER_TOPIC} per topic."
     ))
@@ -314,9 +519,14 @@ fn check_partitions(parts: &[PartitionInfo], first: i32) -> Result<(), Controlle
                 p.index
             )));
         }
-        if !p.replicas.contains(&p.leader) || p.isr.iter().any(|r| !distinct.contains(r)) {
+        let isr: BTreeSet<i32> = p.isr.iter().copied().collect();
+        if (p.leader != -1 && !p.isr.contains(&p.leader))
+            || p.isr.is_empty()
+            || isr.len() != p.isr.len()
+            || !isr.is_subset(&distinct)
+        {
             return Err(ControllerError::InvalidRequest(format!(
-                "Partition {}: leader and ISR must be replicas",
+                "Partition {}: the ISR must be a non-empty set of replicas holding the leader",
                 p.index
             )));
         }
@@ -380,46 +590,6 @@ fn new_topic_id(md: &Metadata) -> Result<Uuid, ControllerError> {
     ))
 }
 
-/// Round-robin replica placement over the registered brokers (sorted by id). Partition `p`
-/// of the batch gets brokers `start + p, start + p + 1, ...` where `start` rotates with the
-/// number of partitions already in the cluster, so leaders spread across brokers.
-fn assign_replicas(
-    md: &Metadata,
-    first_index: i32,
-    count: i32,
-    replication_factor: i16,
-) -> Result<Vec<PartitionInfo>, ControllerError> {
-    let brokers: Vec<i32> = md.brokers.keys().copied().collect();
-    let rf = usize::try_from(replication_factor).unwrap_or(0);
-    if rf == 0 || rf > brokers.len() {
-        return Err(ControllerError::InvalidReplicationFactor(format!(
-            "Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {} broker(s) are registered.",
-            brokers.len()
-        )));
-    }
-    let n = brokers.len();
-    let start = md.partition_count() % n;
-    let count = usize::try_from(count).unwrap_or(0);
-    let mut out = Vec::with_capacity(count);
-    for p in 0..count {
-        let replicas: Vec<i32> = (0..rf)
-            .filter_map(|j| brokers.get((start + p + j) % n).copied())
-            .collect();
-        let index = i32::try_from(p)
-            .ok()
-            .and_then(|p| first_index.checked_add(p))
-            .ok_or_else(|| too_many_partitions(count))?;
-        out.push(PartitionInfo {
-            index,
-            leader: replicas.first().copied().unwrap_or(-1),
-            leader_epoch: 0,
-            isr: replicas.clone(),
-            replicas,
-        });
-    }
-    Ok(out)
-}
-
 /// Plans the creation of a topic: validates the name, uniqueness, partition count and
 /// replication factor (`-1` = broker default) and config overrides, then assigns replicas.
 pub fn plan_create_topic(
@@ -464,7 +634,7 @@ pub fn plan_create_topic(
         r => r,
     };
     validate_topic_configs(configs)?;
-    let assignment = assign_replicas(md, 0, partitions, rf)?;
+    let assignment = assign_replicas(md, 0, partitions, rf, broker.max_replication_factor())?;
     Ok(MetadataCommand::CreateTopic {
         name: name.to_string(),
         id: new_topic_id(md)?,
@@ -500,7 +670,7 @@ pub fn plan_create_partitions(
         .first()
         .map(|p| i16::try_from(p.replicas.len()).unwrap_or(i16::MAX))
         .unwrap_or(1);
-    let new_partitions = assign_replicas(md, current, new_total - current, rf)?;
+    let new_partitions = assign_replicas(md, current, new_total - current, rf, None)?;
     Ok(MetadataCommand::CreatePartitions {
         name: name.to_string(),
         new_partitions,
@@ -662,387 +832,4 @@ pub fn plan_incremental_alter_configs(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn broker(id: i32) -> MetadataCommand {
-        MetadataCommand::RegisterBroker(BrokerInfo {
-            node_id: id,
-            host: "127.0.0.1".into(),
-            port: 9092 + id,
-            rack: None,
-        })
-    }
-
-    fn md_with_brokers(n: i32) -> Metadata {
-        let mut md = Metadata::new("cluster", 1);
-        for i in 1..=n {
-            md.apply(&broker(i)).unwrap();
-        }
-        md
-    }
-
-    fn defaults() -> BrokerSettings {
-        BrokerSettings::default()
-    }
-
-    fn cfg(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    fn create(md: &mut Metadata, name: &str, p: i32, rf: i16) -> Uuid {
-        let cmd = plan_create_topic(md, name, p, rf, &BTreeMap::new(), &defaults()).unwrap();
-        md.apply(&cmd).unwrap();
-        md.topics[name].id
-    }
-
-    #[test]
-    fn topic_names() {
-        assert!(validate_topic_name("a.b_c-D9").is_ok());
-        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
-        for bad in ["", ".", "..", "a b", "a/b", "é", &"x".repeat(250)] {
-            let e = validate_topic_name(bad).unwrap_err();
-            assert_eq!(e.error_code(), 17, "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn create_topic_defaults_and_placement() {
-        let mut md = md_with_brokers(3);
-        let (b, _) = BrokerSettings::from_map(&cfg(&[
-            ("num.partitions", "4"),
-            ("default.replication.factor", "2"),
-        ]))
-        .unwrap();
-        let cmd = plan_create_topic(&md, "t", -1, -1, &BTreeMap::new(), &b).unwrap();
-        md.apply(&cmd).unwrap();
-        let t = &md.topics["t"];
-        assert!(!t.internal);
-        assert_eq!(t.partitions.len(), 4);
-        for (i, p) in t.partitions.iter().enumerate() {
-            assert_eq!(p.index, i as i32);
-            assert_eq!(p.replicas.len(), 2);
-            assert_eq!(p.leader, p.replicas[0]);
-            assert_eq!(p.leader_epoch, 0);
-            assert_eq!(p.isr, p.replicas);
-            assert_ne!(p.replicas[0], p.replicas[1]);
-        }
-        // Leaders rotate over the brokers.
-        let leaders: Vec<i32> = t.partitions.iter().map(|p| p.leader).collect();
-        assert_eq!(leaders, vec![1, 2, 3, 1]);
-        // The next topic starts at a rotated broker.
-        create(&mut md, "u", 1, 1);
-        assert_eq!(md.topics["u"].partitions[0].leader, 2); // 4 existing partitions % 3 = 1
-        assert_eq!(md.topic_by_id(&md.topics["t"].id).unwrap().name, "t");
-    }
-
-    #[test]
-    fn create_topic_errors() {
-        let mut md = md_with_brokers(1);
-        create(&mut md, "a.b", 1, 1);
-        let d = defaults();
-        let none = BTreeMap::new();
-        let code = |r: Result<MetadataCommand, ControllerError>| r.unwrap_err().error_code();
-        assert_eq!(code(plan_create_topic(&md, "a.b", 1, 1, &none, &d)), 36);
-        assert_eq!(code(plan_create_topic(&md, "a_b", 1, 1, &none, &d)), 17);
-        assert_eq!(
-            code(plan_create_topic(&md, "bad name", 1, 1, &none, &d)),
-            17
-        );
-        assert_eq!(code(plan_create_topic(&md, "x", 0, 1, &none, &d)), 37);
-        assert_eq!(code(plan_create_topic(&md, "x", -2, 1, &none, &d)), 37);
-        assert_eq!(
-            code(plan_create_topic(&md, "x", i32::MAX, 1, &none, &d)),
-            37
-        );
-        assert_eq!(code(plan_create_topic(&md, "x", 1, 0, &none, &d)), 38);
-        assert_eq!(code(plan_create_topic(&md, "x", 1, -2, &none, &d)), 38);
-        assert_eq!(code(plan_create_topic(&md, "x", 1, 2, &none, &d)), 38);
-        let bad = cfg(&[("segment.bytes", "100")]);
-        assert_eq!(code(plan_create_topic(&md, "x", 1, 1, &bad, &d)), 40);
-        let unknown = cfg(&[("nope", "1")]);
-        assert_eq!(code(plan_create_topic(&md, "x", 1, 1, &unknown, &d)), 40);
-        // No brokers at all.
-        let empty = Metadata::new("c", 1);
-        assert_eq!(code(plan_create_topic(&empty, "x", 1, -1, &none, &d)), 38);
-        // Internal topic flag.
-        let cmd = plan_create_topic(&md, CONSUMER_OFFSETS_TOPIC, 2, 1, &none, &d).unwrap();
-        md.apply(&cmd).unwrap();
-        assert!(md.topics[CONSUMER_OFFSETS_TOPIC].internal);
-    }
-
-    #[test]
-    fn apply_rejects_without_change() {
-        let mut md = md_with_brokers(1);
-        let id = create(&mut md, "t", 1, 1);
-        let before = md.clone();
-        let dup = MetadataCommand::CreateTopic {
-            name: "t".into(),
-            id: Uuid::new_v4(),
-            partitions: before.topics["t"].partitions.clone(),
-            configs: BTreeMap::new(),
-            internal: false,
-        };
-        assert_eq!(md.apply(&dup).unwrap_err().error_code(), 36);
-        let dup_id = MetadataCommand::CreateTopic {
-            name: "t2".into(),
-            id,
-            partitions: before.topics["t"].partitions.clone(),
-            configs: BTreeMap::new(),
-            internal: false,
-        };
-        assert_eq!(md.apply(&dup_id).unwrap_err().error_code(), 42);
-        let bad_idx = MetadataCommand::CreatePartitions {
-            name: "t".into(),
-            new_partitions: vec![PartitionInfo {
-                index: 5,
-                leader: 1,
-                leader_epoch: 0,
-                replicas: vec![1],
-                isr: vec![1],
-            }],
-        };
-        assert_eq!(md.apply(&bad_idx).unwrap_err().error_code(), 42);
-        let bad_cfg = MetadataCommand::AlterTopicConfigs {
-            name: "t".into(),
-            configs: [("cleanup.policy".to_string(), Some("nope".to_string()))].into(),
-        };
-        assert_eq!(md.apply(&bad_cfg).unwrap_err().error_code(), 40);
-        let bad_broker = MetadataCommand::RegisterBroker(BrokerInfo {
-            node_id: -1,
-            host: "h".into(),
-            port: 1,
-            rack: None,
-        });
-        assert_eq!(md.apply(&bad_broker).unwrap_err().error_code(), 42);
-        assert_eq!(
-            md.apply(&MetadataCommand::DeleteTopic { name: "zz".into() })
-                .unwrap_err()
-                .error_code(),
-            3
-        );
-        assert_eq!(md, before);
-    }
-
-    #[test]
-    fn create_partitions() {
-        let mut md = md_with_brokers(2);
-        create(&mut md, "t", 2, 2);
-        assert_eq!(
-            plan_create_partitions(&md, "t", 1)
-                .unwrap_err()
-                .error_code(),
-            37
-        );
-        assert_eq!(
-            plan_create_partitions(&md, "t", 2)
-                .unwrap_err()
-                .error_code(),
-            37
-        );
-        assert_eq!(
-            plan_create_partitions(&md, "zz", 5)
-                .unwrap_err()
-                .error_code(),
-            3
-        );
-        assert_eq!(
-            plan_create_partitions(&md, "t", MAX_PARTITIONS_PER_TOPIC + 1)
-                .unwrap_err()
-                .error_code(),
-            37
-        );
-        let cmd = plan_create_partitions(&md, "t", 5).unwrap();
-        md.apply(&cmd).unwrap();
-        let t = &md.topics["t"];
-        assert_eq!(t.partitions.len(), 5);
-        assert!(t
-            .partitions
-            .iter()
-            .enumerate()
-            .all(|(i, p)| p.index == i as i32 && p.replicas.len() == 2));
-        // RF 2 topic cannot grow when only one broker remains registered.
-        let mut one = md_with_brokers(1);
-        one.topics = md.topics.clone();
-        one.rebuild_index();
-        assert_eq!(
-            plan_create_partitions(&one, "t", 6)
-                .unwrap_err()
-                .error_code(),
-            38
-        );
-    }
-
-    #[test]
-    fn delete_topic() {
-        let mut md = md_with_brokers(1);
-        let id = create(&mut md, "t", 1, 1);
-        create(&mut md, CONSUMER_OFFSETS_TOPIC, 1, 1);
-        assert_eq!(plan_delete_topic(&md, "zz").unwrap_err().error_code(), 3);
-        assert_eq!(
-            plan_delete_topic(&md, CONSUMER_OFFSETS_TOPIC)
-                .unwrap_err()
-                .error_code(),
-            42
-        );
-        assert_eq!(
-            plan_delete_topic_by_id(&md, &Uuid::new_v4())
-                .unwrap_err()
-                .error_code(),
-            100
-        );
-        let cmd = plan_delete_topic_by_id(&md, &id).unwrap();
-        md.apply(&cmd).unwrap();
-        assert!(md.topic("t").is_none());
-        assert!(md.topic_by_id(&id).is_none());
-        // Name can be reused with a new id.
-        let id2 = create(&mut md, "t", 1, 1);
-        assert_ne!(id, id2);
-    }
-
-    #[test]
-    fn alter_configs() {
-        let mut md = md_with_brokers(1);
-        create(&mut md, "t", 1, 1);
-        let set = [("retention.ms".to_string(), Some("1000".to_string()))].into();
-        md.apply(&plan_alter_configs(&md, "t", &set).unwrap())
-            .unwrap();
-        assert_eq!(md.topics["t"].configs["retention.ms"], "1000");
-        let unknown = [("foo".to_string(), Some("1".to_string()))].into();
-        assert_eq!(
-            plan_alter_configs(&md, "t", &unknown)
-                .unwrap_err()
-                .error_code(),
-            40
-        );
-        let unknown_del = [("foo".to_string(), None)].into();
-        assert_eq!(
-            plan_alter_configs(&md, "t", &unknown_del)
-                .unwrap_err()
-                .error_code(),
-            40
-        );
-        assert_eq!(
-            plan_alter_configs(&md, "zz", &set)
-                .unwrap_err()
-                .error_code(),
-            3
-        );
-        // Cross-config rule against existing overrides.
-        let max = [("max.compaction.lag.ms".to_string(), Some("5".to_string()))].into();
-        md.apply(&plan_alter_configs(&md, "t", &max).unwrap())
-            .unwrap();
-        let min = [("min.compaction.lag.ms".to_string(), Some("6".to_string()))].into();
-        assert_eq!(
-            plan_alter_configs(&md, "t", &min).unwrap_err().error_code(),
-            40
-        );
-
-        // Replace semantics drop unnamed overrides.
-        let cmd = plan_replace_configs(&md, "t", &cfg(&[("segment.ms", "100")])).unwrap();
-        md.apply(&cmd).unwrap();
-        assert_eq!(md.topics["t"].configs, cfg(&[("segment.ms", "100")]));
-        let del = [("segment.ms".to_string(), None)].into();
-        md.apply(&plan_alter_configs(&md, "t", &del).unwrap())
-            .unwrap();
-        assert!(md.topics["t"].configs.is_empty());
-    }
-
-    #[test]
-    fn incremental_alter() {
-        let mut md = md_with_brokers(1);
-        create(&mut md, "t", 1, 1);
-        let d = defaults();
-        let ops = vec![(
-            "cleanup.policy".to_string(),
-            AlterConfigOp::Append,
-            Some("compact".to_string()),
-        )];
-        md.apply(&plan_incremental_alter_configs(&md, "t", &ops, &d).unwrap())
-            .unwrap();
-        assert_eq!(md.topics["t"].configs["cleanup.policy"], "delete,compact");
-        let ops = vec![(
-            "cleanup.policy".to_string(),
-            AlterConfigOp::Subtract,
-            Some("delete".to_string()),
-        )];
-        md.apply(&plan_incremental_alter_configs(&md, "t", &ops, &d).unwrap())
-            .unwrap();
-        assert_eq!(md.topics["t"].configs["cleanup.policy"], "compact");
-        // Subtracting everything leaves an empty policy (accepted, as in Kafka 4.1).
-        let ops = vec![(
-            "cleanup.policy".to_string(),
-            AlterConfigOp::Subtract,
-            Some("compact".to_string()),
-        )];
-        md.apply(&plan_incremental_alter_configs(&md, "t", &ops, &d).unwrap())
-            .unwrap();
-        assert_eq!(md.topics["t"].configs["cleanup.policy"], "");
-        let ops = vec![(
-            "retention.ms".to_string(),
-            AlterConfigOp::Append,
-            Some("1".to_string()),
-        )];
-        assert_eq!(
-            plan_incremental_alter_configs(&md, "t", &ops, &d)
-                .unwrap_err()
-                .error_code(),
-            40
-        );
-        let ops = vec![
-            (
-                "retention.ms".to_string(),
-                AlterConfigOp::Set,
-                Some("1".to_string()),
-            ),
-            ("retention.ms".to_string(), AlterConfigOp::Delete, None),
-        ];
-        assert_eq!(
-            plan_incremental_alter_configs(&md, "t", &ops, &d)
-                .unwrap_err()
-                .error_code(),
-            42
-        );
-        let ops = vec![
-            (
-                "retention.ms".to_string(),
-                AlterConfigOp::Set,
-                Some("1".to_string()),
-            ),
-            ("cleanup.policy".to_string(), AlterConfigOp::Delete, None),
-        ];
-        md.apply(&plan_incremental_alter_configs(&md, "t", &ops, &d).unwrap())
-            .unwrap();
-        assert_eq!(md.topics["t"].configs, cfg(&[("retention.ms", "1")]));
-        assert_eq!(AlterConfigOp::from_wire(3), Some(AlterConfigOp::Subtract));
-        assert_eq!(AlterConfigOp::from_wire(4), None);
-    }
-
-    #[test]
-    fn commands_roundtrip_json() {
-        let mut md = md_with_brokers(1);
-        let cmd =
-            plan_create_topic(&md, "t", 2, 1, &cfg(&[("retention.ms", "5")]), &defaults()).unwrap();
-        let json = serde_json::to_string(&cmd).unwrap();
-        let back: MetadataCommand = serde_json::from_str(&json).unwrap();
-        assert_eq!(back, cmd);
-        md.apply(&back).unwrap();
-        let snap = serde_json::to_string(&md).unwrap();
-        let mut md2: Metadata = serde_json::from_str(&snap).unwrap();
-        md2.rebuild_index();
-        assert_eq!(md2, md);
-    }
-
-    #[test]
-    fn topic_ids_are_kafka_safe() {
-        let md = md_with_brokers(1);
-        for _ in 0..200 {
-            let id = new_topic_id(&md).unwrap();
-            assert!(!id.is_nil());
-            assert_ne!(id.as_bytes()[0] >> 2, 62);
-        }
-    }
-}
+mod tests;
