@@ -35,6 +35,12 @@ pub enum ControllerError {
     /// KAFKA_STORAGE_ERROR (56): the metadata log could not be read or written.
     #[error("metadata storage error: {0}")]
     Storage(String),
+    /// NOT_CONTROLLER (41): this node is not the active controller (quorum leader).
+    #[error("{0}")]
+    NotController(String),
+    /// REQUEST_TIMED_OUT (7): the metadata quorum did not answer in time (e.g. no majority).
+    #[error("{0}")]
+    RequestTimedOut(String),
 }
 
 impl ControllerError {
@@ -51,6 +57,8 @@ impl ControllerError {
             ControllerError::InvalidRequest(_) => 42,
             ControllerError::TopicDeletionDisabled(_) => 73,
             ControllerError::Storage(_) => 56,
+            ControllerError::NotController(_) => 41,
+            ControllerError::RequestTimedOut(_) => 7,
         }
     }
 
@@ -89,6 +97,8 @@ mod tests {
             (ControllerError::InvalidRequest(String::new()), 42),
             (ControllerError::TopicDeletionDisabled(String::new()), 73),
             (ControllerError::Storage(String::new()), 56),
+            (ControllerError::NotController(String::new()), 41),
+            (ControllerError::RequestTimedOut(String::new()), 7),
         ];
         for (e, code) in cases {
             assert_eq!(e.error_code(), code, "{e:?}");

@@ -41,6 +41,7 @@
 pub mod config;
 mod error;
 pub mod metadata;
+pub mod quorum;
 pub mod store;
 
 pub use config::{
@@ -55,4 +56,5 @@ pub use metadata::{
     plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, Metadata,
     MetadataCommand, PartitionInfo, TopicInfo,
 };
+pub use quorum::{Committed, Quorum, QuorumConfig, QuorumStatus, ReplicaStatus};
 pub use store::{Controller, StoreOptions};
