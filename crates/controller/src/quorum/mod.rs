@@ -462,3 +462,6 @@ async fn leadership_duties(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
