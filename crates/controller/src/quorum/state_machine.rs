@@ -136,18 +136,20 @@ impl SmInner {
         })
     }
 
+    /// Writes the snapshot file (atomically, fsynced) and keeps the snapshot in memory.
     fn persist_snapshot(
         &mut self,
         meta: SnapshotMeta<u64, openraft::BasicNode>,
         data: Vec<u8>,
-    ) -> Result<(), StorageError> {
-        let payload: SnapshotPayload = serde_json::from_slice(&data).map_err(snap_err)?;
+    ) -> std::io::Result<()> {
+        let payload: SnapshotPayload =
+            serde_json::from_slice(&data).map_err(std::io::Error::other)?;
         let file = SnapshotFile {
             meta: meta.clone(),
             payload,
         };
-        let json = serde_json::to_vec(&file).map_err(snap_err)?;
-        write_atomic(&self.dir.join("snapshot"), &json).map_err(snap_err)?;
+        let json = serde_json::to_vec(&file).map_err(std::io::Error::other)?;
+        write_atomic(&self.dir.join("snapshot"), &json)?;
         self.snapshot = Some((meta, data));
         Ok(())
     }
@@ -167,7 +169,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership: g.membership.clone(),
             snapshot_id,
         };
-        g.persist_snapshot(meta.clone(), data.clone())?;
+        g.persist_snapshot(meta.clone(), data.clone())
+            .map_err(snap_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -245,7 +248,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         let payload: SnapshotPayload = serde_json::from_slice(&data).map_err(sm_err)?;
         let mut g = self.lock();
-        g.persist_snapshot(meta.clone(), data)?;
+        g.persist_snapshot(meta.clone(), data).map_err(snap_err)?;
         g.install(meta, payload);
         g.publish();
         Ok(())
