@@ -19,6 +19,8 @@
 //!   commands always yields the same state — the property a replicated log needs later.
 //! * [`store`]: single-node persistence. [`Controller`] owns the current metadata behind a
 //!   copy-on-write `Arc` and appends every committed command to a metadata log with fsync.
+//! * [`quorum`]: the same commands replicated by a Raft quorum (openraft) over a small
+//!   versioned TCP RPC; [`Quorum`] is the handle.
 //!
 //! # On-disk format
 //!
