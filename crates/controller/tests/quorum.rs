@@ -31,6 +31,7 @@ fn cfg(id: i32, listen: SocketAddr, voters: &BTreeMap<i32, String>, dir: &Path) 
         election_timeout_ms: (300, 600),
         heartbeat_ms: 100,
         request_timeout_ms: 2000,
+        snapshot_every: 1000,
     }
 }
 
@@ -312,4 +313,47 @@ async fn unknown_major_version_is_refused_clearly() {
     let mut one = [0u8; 1];
     assert_eq!(s.read(&mut one).await.expect("eof"), 0);
     q.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn late_learner_gets_a_snapshot() {
+    let dirs: Vec<_> = (0..2)
+        .map(|_| tempfile::tempdir().expect("tempdir"))
+        .collect();
+    let addrs = [free_port(), free_port()];
+    let voters = BTreeMap::from([(1, addrs[0].to_string())]);
+    let mut c1 = cfg(1, addrs[0], &voters, dirs[0].path());
+    c1.snapshot_every = 4;
+    let leader = Quorum::start(c1).await.expect("start");
+    wait_for("single voter to lead", 5, || {
+        leader.is_leader().then_some(())
+    })
+    .await;
+    let mut last = 0;
+    for id in 0..12 {
+        last = leader.propose(register(id)).await.expect("propose");
+    }
+    assert!(
+        dirs[0]
+            .path()
+            .join("__cluster_metadata/raft/snapshot")
+            .exists(),
+        "snapshot written"
+    );
+    let learner = Quorum::start(cfg(2, addrs[1], &voters, dirs[1].path()))
+        .await
+        .expect("learner");
+    let nodes = BTreeMap::from([(1, leader), (2, learner)]);
+    let md = converged(&nodes, last).await;
+    assert_eq!(md.brokers.len(), 12);
+    assert!(
+        dirs[1]
+            .path()
+            .join("__cluster_metadata/raft/snapshot")
+            .exists(),
+        "the learner installed the leader's snapshot"
+    );
+    for (_, q) in nodes {
+        q.shutdown().await;
+    }
 }

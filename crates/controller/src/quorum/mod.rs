@@ -129,8 +129,8 @@ impl Quorum {
             election_timeout_max: emax.max(emin + 1),
             heartbeat_interval: cfg.heartbeat_ms,
             install_snapshot_timeout: 5000,
-            snapshot_policy: SnapshotPolicy::LogsSinceLast(1000),
-            max_in_snapshot_log_to_keep: 500,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(cfg.snapshot_every.max(1)),
+            max_in_snapshot_log_to_keep: cfg.snapshot_every / 2,
             ..Default::default()
         }
         .validate()

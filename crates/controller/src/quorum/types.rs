@@ -116,6 +116,9 @@ pub struct QuorumConfig {
     /// How long `propose`/`propose_via_leader` wait for a commit before
     /// [`ControllerError::RequestTimedOut`].
     pub request_timeout_ms: u64,
+    /// Take a snapshot after this many applied entries (the log before it is then purged,
+    /// keeping half as many for lagging followers; older ones get the snapshot).
+    pub snapshot_every: u64,
 }
 
 impl QuorumConfig {
@@ -132,6 +135,7 @@ impl QuorumConfig {
             election_timeout_ms: (1000, 2000),
             heartbeat_ms: 250,
             request_timeout_ms: 5000,
+            snapshot_every: 1000,
         }
     }
 }
