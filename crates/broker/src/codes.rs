@@ -54,6 +54,14 @@ pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
+pub const REQUEST_TIMED_OUT: i16 = 7;
+pub const NOT_CONTROLLER: i16 = 41;
+pub const STALE_BROKER_EPOCH: i16 = 77;
+pub const INVALID_UPDATE_VERSION: i16 = 95;
+pub const DUPLICATE_BROKER_REGISTRATION: i16 = 101;
+pub const BROKER_ID_NOT_REGISTERED: i16 = 102;
+pub const INCONSISTENT_CLUSTER_ID: i16 = 104;
+pub const INELIGIBLE_REPLICA: i16 = 107;
 
 /// Kafka's name of a code (for log lines and error messages); `"UNKNOWN"` if not in the table.
 pub fn name(code: i16) -> &'static str {
@@ -105,6 +113,14 @@ pub fn name(code: i16) -> &'static str {
         GROUP_SUBSCRIBED_TO_TOPIC => "GROUP_SUBSCRIBED_TO_TOPIC",
         INVALID_RECORD => "INVALID_RECORD",
         UNKNOWN_TOPIC_ID => "UNKNOWN_TOPIC_ID",
+        REQUEST_TIMED_OUT => "REQUEST_TIMED_OUT",
+        NOT_CONTROLLER => "NOT_CONTROLLER",
+        STALE_BROKER_EPOCH => "STALE_BROKER_EPOCH",
+        INVALID_UPDATE_VERSION => "INVALID_UPDATE_VERSION",
+        DUPLICATE_BROKER_REGISTRATION => "DUPLICATE_BROKER_REGISTRATION",
+        BROKER_ID_NOT_REGISTERED => "BROKER_ID_NOT_REGISTERED",
+        INCONSISTENT_CLUSTER_ID => "INCONSISTENT_CLUSTER_ID",
+        INELIGIBLE_REPLICA => "INELIGIBLE_REPLICA",
         _ => "UNKNOWN",
     }
 }
@@ -138,6 +154,16 @@ pub fn controller_error(e: &ControllerError) -> i16 {
         ControllerError::InvalidRequest(_) => INVALID_REQUEST,
         ControllerError::TopicDeletionDisabled(_) => TOPIC_DELETION_DISABLED,
         ControllerError::Storage(_) => KAFKA_STORAGE_ERROR,
+        ControllerError::NotController(_) => NOT_CONTROLLER,
+        ControllerError::RequestTimedOut(_) => REQUEST_TIMED_OUT,
+        ControllerError::FencedLeaderEpoch(_) => FENCED_LEADER_EPOCH,
+        ControllerError::StaleBrokerEpoch(_) => STALE_BROKER_EPOCH,
+        ControllerError::InvalidUpdateVersion(_) => INVALID_UPDATE_VERSION,
+        ControllerError::DuplicateBrokerRegistration(_) => DUPLICATE_BROKER_REGISTRATION,
+        ControllerError::BrokerIdNotRegistered(_) => BROKER_ID_NOT_REGISTERED,
+        ControllerError::InconsistentClusterId(_) => INCONSISTENT_CLUSTER_ID,
+        ControllerError::IneligibleReplica(_) => INELIGIBLE_REPLICA,
+        ControllerError::UnknownServer(_) => UNKNOWN_SERVER_ERROR,
     }
 }
 
@@ -188,6 +214,16 @@ mod tests {
             ControllerError::InvalidRequest(String::new()),
             ControllerError::TopicDeletionDisabled(String::new()),
             ControllerError::Storage(String::new()),
+            ControllerError::NotController(String::new()),
+            ControllerError::RequestTimedOut(String::new()),
+            ControllerError::FencedLeaderEpoch(String::new()),
+            ControllerError::StaleBrokerEpoch(String::new()),
+            ControllerError::InvalidUpdateVersion(String::new()),
+            ControllerError::DuplicateBrokerRegistration(String::new()),
+            ControllerError::BrokerIdNotRegistered(String::new()),
+            ControllerError::InconsistentClusterId(String::new()),
+            ControllerError::IneligibleReplica(String::new()),
+            ControllerError::UnknownServer(String::new()),
         ] {
             assert_eq!(controller_error(&e), e.error_code(), "{e:?}");
             assert_ne!(name(controller_error(&e)), "UNKNOWN");

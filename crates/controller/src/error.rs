@@ -32,9 +32,6 @@ pub enum ControllerError {
     /// TOPIC_DELETION_DISABLED (73).
     #[error("{0}")]
     TopicDeletionDisabled(String),
-    /// NOT_CONTROLLER (41): the request carries a newer epoch than this controller knows.
-    #[error("{0}")]
-    NotController(String),
     /// FENCED_LEADER_EPOCH (74): the leader epoch in the request is older than the current.
     #[error("{0}")]
     FencedLeaderEpoch(String),
@@ -62,6 +59,13 @@ pub enum ControllerError {
     /// KAFKA_STORAGE_ERROR (56): the metadata log could not be read or written.
     #[error("metadata storage error: {0}")]
     Storage(String),
+    /// NOT_CONTROLLER (41): this node is not the active controller (quorum leader), or the
+    /// request carries a newer epoch than this controller knows.
+    #[error("{0}")]
+    NotController(String),
+    /// REQUEST_TIMED_OUT (7): the metadata quorum did not answer in time (e.g. no majority).
+    #[error("{0}")]
+    RequestTimedOut(String),
 }
 
 impl ControllerError {
@@ -87,6 +91,7 @@ impl ControllerError {
             ControllerError::IneligibleReplica(_) => 107,
             ControllerError::UnknownServer(_) => -1,
             ControllerError::Storage(_) => 56,
+            ControllerError::RequestTimedOut(_) => 7,
         }
     }
 
@@ -137,6 +142,7 @@ mod tests {
             (ControllerError::InconsistentClusterId(String::new()), 104),
             (ControllerError::IneligibleReplica(String::new()), 107),
             (ControllerError::UnknownServer(String::new()), -1),
+            (ControllerError::RequestTimedOut(String::new()), 7),
         ];
         for (e, code) in cases {
             assert_eq!(e.error_code(), code, "{e:?}");

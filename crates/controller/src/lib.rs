@@ -24,6 +24,8 @@
 //!   parameter); it returns commands for the caller to commit.
 //! * [`store`]: single-node persistence. [`Controller`] owns the current metadata behind a
 //!   copy-on-write `Arc` and appends every committed command to a metadata log with fsync.
+//! * [`quorum`]: the same commands replicated by a Raft quorum (openraft) over a small
+//!   versioned TCP RPC; [`Quorum`] is the handle.
 //!
 //! # On-disk format
 //!
@@ -47,6 +49,7 @@ pub mod config;
 mod error;
 pub mod heartbeats;
 pub mod metadata;
+pub mod quorum;
 #[cfg(test)]
 mod sim;
 pub mod store;
@@ -65,4 +68,5 @@ pub use metadata::{
     Metadata, MetadataCommand, PartitionInfo, ProducerIdBlock, TopicInfo, TopicRef, NO_LEADER,
     PRODUCER_ID_BLOCK_SIZE,
 };
+pub use quorum::{Committed, Quorum, QuorumConfig, QuorumStatus, ReplicaStatus};
 pub use store::{Controller, StoreOptions};
