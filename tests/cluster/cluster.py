@@ -502,10 +502,10 @@ class SluiceCluster(Cluster):
             for i in self.ids():
                 self._wait_listening(i)
             self.wait_brokers(n)
-        except BaseException:
+        except BaseException as e:
             log = self.dump_logs()
             self.close()
-            raise ClusterError(f"Sluice cluster of {n} did not start:\n{log}") from None
+            raise ClusterError(f"Sluice cluster of {n} did not start: {e}\n{log}") from None
         self.start_seconds = time.monotonic() - self.started_at
 
     def command(self, i: int) -> list[str]:

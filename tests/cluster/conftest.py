@@ -29,10 +29,13 @@ def cluster_target() -> str:
 
 @pytest.fixture(scope="module")
 def cluster():
+    c = None
     try:
         c = make_cluster(3)
     except ClusterError as e:
-        pytest.fail(str(e), pytrace=False)
+        why = str(e)
+    if c is None:
+        pytest.fail(why, pytrace=False)
     print(f"\n{c.target} cluster of {c.n} ready in {c.start_seconds:.1f}s: {c.bootstrap}")
     try:
         yield c
