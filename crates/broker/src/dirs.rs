@@ -47,7 +47,7 @@ pub struct MetaProperties {
 }
 
 /// Reads `meta.properties`, or formats the dir by writing a new one with a fresh cluster id.
-pub fn load_or_format(dir: &Path, node_id: i32) -> Result<MetaProperties, BrokerError> {
+pub fn read_meta(dir: &Path, node_id: i32) -> Result<Option<MetaProperties>, BrokerError> {
     let path = dir.join("meta.properties");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -81,18 +81,51 @@ pub fn load_or_format(dir: &Path, node_id: i32) -> Result<MetaProperties, Broker
                     )));
                 }
             }
-            Ok(MetaProperties { cluster_id })
+            Ok(Some(MetaProperties { cluster_id }))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let cluster_id = new_cluster_id();
-            let text = format!(
-                "#Written by sluice on first start\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
-            );
-            write_atomically(&path, text.as_bytes())?;
-            Ok(MetaProperties { cluster_id })
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_err(&path)(e)),
     }
+}
+
+/// Writes `meta.properties` for a data dir that joined cluster `cluster_id` as `node_id`.
+pub fn write_meta(dir: &Path, node_id: i32, cluster_id: &str) -> Result<(), BrokerError> {
+    let text = format!(
+        "#Written by sluice on first start\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
+    );
+    write_atomically(&dir.join("meta.properties"), text.as_bytes())
+}
+
+/// The metadata of a data dir written by the single-node version (its own metadata log in
+/// `__cluster_metadata/metadata.log` and no quorum files yet), to seed the quorum with; `None`
+/// for a new or already migrated dir. The old store's files are left in place (unused).
+pub fn migrate_single_node_store(
+    dir: &Path,
+    cluster_id: &str,
+    node_id: i32,
+) -> Result<Option<sluice_controller::Metadata>, BrokerError> {
+    let old = dir.join(sluice_controller::store::METADATA_DIR);
+    let has_old = old.join(sluice_controller::store::LOG_FILE).exists()
+        || old.join(sluice_controller::store::SNAPSHOT_FILE).exists();
+    if !has_old || sluice_controller::quorum::quorum_dir(dir).exists() {
+        return Ok(None);
+    }
+    let store = sluice_controller::Controller::open(dir, cluster_id, node_id)?;
+    let mut md = (*store.metadata()).clone();
+    // Producer ids handed out by the old per-dir allocator must never be given again.
+    if let Ok(text) = std::fs::read_to_string(dir.join("producer-id-block")) {
+        if let Ok(bound) = text.trim().parse::<i64>() {
+            md.next_producer_id = md.next_producer_id.max(bound);
+        }
+    }
+    if md.cluster_id.is_empty() {
+        md.cluster_id = cluster_id.to_string();
+    }
+    tracing::info!(
+        topics = md.topics.len(),
+        "upgrading a single-node data dir: its metadata seeds the quorum"
+    );
+    Ok(Some(md))
 }
 
 /// Writes a file via temp + fsync + rename + dir fsync.
@@ -154,10 +187,11 @@ mod tests {
     #[test]
     fn format_then_reload_and_node_mismatch() {
         let dir = tempfile::tempdir().unwrap();
-        let a = load_or_format(dir.path(), 3).unwrap();
-        let b = load_or_format(dir.path(), 3).unwrap();
-        assert_eq!(a.cluster_id, b.cluster_id);
-        assert!(load_or_format(dir.path(), 4).is_err());
+        assert!(read_meta(dir.path(), 3).unwrap().is_none());
+        write_meta(dir.path(), 3, "abc").unwrap();
+        let b = read_meta(dir.path(), 3).unwrap().unwrap();
+        assert_eq!(b.cluster_id, "abc");
+        assert!(read_meta(dir.path(), 4).is_err());
     }
 
     #[test]

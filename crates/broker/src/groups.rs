@@ -488,20 +488,19 @@ fn join_error(code: i16, member_id: &str) -> JoinResponse {
 /// Creates `__consumer_offsets` if it does not exist (compacted, internal,
 /// `offsets.topic.num.partitions` partitions) and opens its logs.
 async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<Arc<Metadata>, i16> {
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     if md.topics.contains_key(OFFSETS_TOPIC) {
         return Ok(md);
     }
     let _g = broker.admin_lock.lock().await;
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     if md.topics.contains_key(OFFSETS_TOPIC) {
         return Ok(md);
     }
     let settings = &broker.config.settings;
-    let brokers = i16::try_from(md.brokers.len()).unwrap_or(i16::MAX).max(1);
-    let rf = settings
-        .offsets_topic_replication_factor()
-        .clamp(1, brokers);
+    // Until partitions are replicated (cluster part 2), one replica per partition, spread
+    // over the brokers like any topic's.
+    let rf = 1;
     let mut configs = BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
     configs.insert("segment.bytes".to_string(), "104857600".to_string());
@@ -534,7 +533,7 @@ async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<Arc<Metadata>, i16
         other => other,
     };
     // Committing reconciles: the partitions assigned here are open when this returns.
-    let md = broker.commit(cmd).map_err(|e| {
+    let md = broker.commit(cmd).await.map_err(|e| {
         tracing::error!("cannot create {OFFSETS_TOPIC}: {e}");
         COORDINATOR_NOT_AVAILABLE
     })?;

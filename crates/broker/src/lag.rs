@@ -375,12 +375,7 @@ impl LagMonitor {
 /// Loads persisted groups when the offsets topic exists (without creating it: a broker that
 /// never saw a group request has no groups to report).
 pub async fn load_groups(broker: &Arc<Broker>) {
-    if broker
-        .controller
-        .metadata()
-        .topics
-        .contains_key(OFFSETS_TOPIC)
-    {
+    if broker.metadata().topics.contains_key(OFFSETS_TOPIC) {
         let _ = broker.groups.ready(broker).await;
     }
 }

@@ -9,6 +9,8 @@
 //! Entry point: [`run`] with a [`BrokerConfig`].
 
 mod alloc_stats;
+mod cluster;
+mod cluster_config;
 mod codes;
 mod dirs;
 mod groups;
@@ -27,6 +29,7 @@ use std::future::Future;
 use std::path::PathBuf;
 
 pub use alloc_stats::{set_allocator_stats, AllocatorStats, AllocatorStatsFn};
+pub use cluster_config::{parse_quorum, ClusterConfig, NodeRole};
 pub use sluice_controller::BrokerSettings;
 
 /// Everything a broker needs to start.
@@ -44,6 +47,8 @@ pub struct BrokerConfig {
     pub http: Option<String>,
     /// Broker settings with Kafka's names (`num.partitions`, `message.max.bytes`, ...).
     pub settings: BrokerSettings,
+    /// Roles and metadata quorum (default: a single combined node, a quorum of one).
+    pub cluster: ClusterConfig,
 }
 
 /// Why the broker could not start or had to stop.

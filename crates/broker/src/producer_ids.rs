@@ -1,75 +1,59 @@
 //! Producer id allocation for idempotent producers.
 //!
-//! Ids are handed out from blocks reserved durably in `<data>/producer-id-block`: the file holds
-//! the first id *not yet reserved*; reserving a block writes the new bound (fsync) before any id
-//! of it is handed out, so an id is never reused across restarts.
+//! Ids are unique cluster-wide: the active controller hands each broker blocks of ids
+//! (Kafka's AllocateProducerIds, KIP-730) by committing `AllocateProducerIds` to the metadata
+//! log, so a block is never given twice, across restarts and brokers. The broker hands out the
+//! ids of its current block and asks for the next block when it is used up.
 
-use std::path::PathBuf;
-use std::sync::Mutex;
+use tokio::sync::Mutex;
 
-use crate::dirs::write_atomically;
-use crate::BrokerError;
+use crate::cluster::rpc::{ControllerRequest, ControllerResponse};
+use crate::state::Broker;
 
-const BLOCK: i64 = 1000;
-
-#[derive(Debug)]
-struct Inner {
+#[derive(Debug, Default)]
+struct Block {
     next: i64,
-    reserved_to: i64,
+    end: i64,
 }
 
-/// Durable producer id allocator.
-#[derive(Debug)]
+/// This broker's producer id allocator.
+#[derive(Debug, Default)]
 pub struct ProducerIds {
-    path: PathBuf,
-    inner: Mutex<Inner>,
+    block: Mutex<Block>,
 }
 
 impl ProducerIds {
-    /// Loads the allocator state from `dir`.
-    pub fn open(dir: &std::path::Path) -> Result<ProducerIds, BrokerError> {
-        let path = dir.join("producer-id-block");
-        let start = match std::fs::read_to_string(&path) {
-            Ok(s) => s.trim().parse::<i64>().unwrap_or(0).max(0),
-            Err(_) => 0,
-        };
-        Ok(ProducerIds {
-            path,
-            inner: Mutex::new(Inner {
-                next: start,
-                reserved_to: start,
-            }),
-        })
+    /// An allocator with no block yet.
+    pub fn new() -> ProducerIds {
+        ProducerIds::default()
     }
 
-    /// Allocates a fresh producer id.
-    pub fn allocate(&self) -> Result<i64, BrokerError> {
-        let mut g = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        if g.next >= g.reserved_to {
-            let new_bound = g.next + BLOCK;
-            write_atomically(&self.path, new_bound.to_string().as_bytes())?;
-            g.reserved_to = new_bound;
+    /// Allocates a fresh producer id, fetching a new block from the controller when needed.
+    /// Err: a Kafka error code.
+    pub async fn allocate(&self, broker: &Broker) -> Result<i64, i16> {
+        let mut b = self.block.lock().await;
+        if b.next >= b.end {
+            let req = ControllerRequest::AllocateProducerIds {
+                node_id: broker.config.node_id,
+                broker_epoch: broker.broker_epoch(),
+            };
+            match crate::cluster::call_controller(broker, &req).await {
+                Ok(ControllerResponse::ProducerIds { first, size }) if size > 0 => {
+                    b.next = first;
+                    b.end = first + i64::from(size);
+                }
+                Ok(other) => {
+                    tracing::warn!("producer id block request answered {other:?}");
+                    return Err(crate::codes::COORDINATOR_LOAD_IN_PROGRESS);
+                }
+                Err(e) => {
+                    tracing::warn!("producer id block request failed: {e}");
+                    return Err(crate::codes::COORDINATOR_LOAD_IN_PROGRESS);
+                }
+            }
         }
-        let id = g.next;
-        g.next += 1;
+        let id = b.next;
+        b.next += 1;
         Ok(id)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ids_never_repeat_across_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let a = ProducerIds::open(dir.path()).unwrap();
-        let x = a.allocate().unwrap();
-        let y = a.allocate().unwrap();
-        assert_eq!(y, x + 1);
-        drop(a);
-        let b = ProducerIds::open(dir.path()).unwrap();
-        let z = b.allocate().unwrap();
-        assert!(z > y, "{z} must be above {y}");
     }
 }

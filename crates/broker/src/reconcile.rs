@@ -12,7 +12,7 @@
 //! `tokio::sync::watch` of committed metadata instead ([`spawn_watch`]).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex};
 
 use sluice_controller::{effective_topic_config, BrokerSettings, Metadata, PartitionInfo};
 use sluice_storage::{Backend, Log, StorageError};
@@ -20,7 +20,6 @@ use uuid::Uuid;
 
 use crate::groups::{Groups, OFFSETS_TOPIC};
 use crate::partition::{log_config, Partition, PartitionTable, Role};
-use crate::state::Broker;
 
 /// One local change decided by [`plan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -375,29 +374,6 @@ fn resign_if_leader(groups: &Groups, p: &Partition) {
     if p.is_leader() {
         resign(groups, p);
     }
-}
-
-/// Runs the reconciler for every metadata value published on `rx` (the shape a replicated
-/// metadata log will use: its committed state in a `watch`). Ends when the broker or the
-/// sender is gone.
-#[allow(dead_code)] // fed by the Raft metadata log in part 2; today commits reconcile inline
-pub fn spawn_watch(
-    broker: Weak<Broker>,
-    mut rx: tokio::sync::watch::Receiver<Arc<Metadata>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let next = rx.borrow_and_update().clone();
-            let Some(b) = broker.upgrade() else { return };
-            let applied = tokio::task::spawn_blocking(move || b.apply_committed(next)).await;
-            if let Err(e) = applied {
-                tracing::error!("reconciling metadata failed: {e}");
-            }
-            if rx.changed().await.is_err() {
-                return;
-            }
-        }
-    })
 }
 
 #[cfg(test)]

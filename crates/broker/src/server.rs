@@ -21,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
-use crate::dirs::{load_or_format, lock_data_dir};
+use crate::dirs::{lock_data_dir, read_meta, write_meta};
 use crate::handlers;
 use crate::state::Broker;
 use crate::{BrokerConfig, BrokerError};
@@ -61,13 +61,64 @@ pub async fn run(
         adv_host = "127.0.0.1".to_string();
     }
     let lock = lock_data_dir(&config.data_dir)?;
-    let meta = load_or_format(&config.data_dir, config.node_id)?;
+    let meta = read_meta(&config.data_dir, config.node_id)?;
     let data_dir = config.data_dir.clone();
+    let quorum = start_quorum(&config, &adv_host, meta.as_ref()).await?;
+    let controller = config.cluster.role.is_controller().then(|| {
+        let session = config
+            .settings
+            .get_i64("broker.session.timeout.ms")
+            .unwrap_or(9000)
+            .max(1) as u64;
+        crate::cluster::controller::ControllerService::start(quorum.clone(), session)
+    });
+    let cluster_id = wait_for_cluster_id(&quorum).await;
+    match &meta {
+        Some(m) if m.cluster_id != cluster_id => {
+            return Err(BrokerError::MetaProperties(format!(
+                "data directory {} belongs to cluster {} but the metadata quorum is cluster {cluster_id}; \
+                 start this node with an empty --data-dir to join this cluster, or point \
+                 --controller-quorum at its own cluster",
+                data_dir.display(),
+                m.cluster_id
+            )));
+        }
+        Some(_) => {}
+        None => write_meta(&data_dir, config.node_id, &cluster_id)?,
+    }
+    if !config.cluster.role.is_broker() {
+        // A controller-only node: it votes and runs the controller, never serves clients.
+        tracing::info!(
+            cluster_id = %cluster_id,
+            node_id = config.node_id,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "controller ready"
+        );
+        shutdown.await;
+        drop(controller);
+        quorum.shutdown().await;
+        drop(lock);
+        tracing::info!("stopped cleanly");
+        return Ok(());
+    }
     // Recovery runs before the listener binds.
     let broker = tokio::task::block_in_place(|| {
-        Broker::open(config, meta, lock, adv_host, adv_port, backend)
+        Broker::open(
+            config,
+            cluster_id,
+            lock,
+            adv_host,
+            adv_port,
+            backend,
+            quorum.clone(),
+        )
     })?;
     let broker = Arc::new(broker);
+    broker.spawn_metadata_follower();
+    if let Some(c) = &controller {
+        c.set_forward_handler(crate::handlers::forward::handler(&broker));
+    }
+    crate::cluster::register_and_unfence(&broker).await;
 
     let listen_addr = format!("{listen_host}:{listen_port}");
     let listener = TcpListener::bind((listen_host.as_str(), listen_port as u16))
@@ -82,6 +133,7 @@ pub async fn run(
     })?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    crate::cluster::spawn_heartbeats(broker.clone(), stop_rx.clone());
 
     let mut http_task = None;
     if let Some(http) = broker.config.http.clone() {
@@ -149,6 +201,9 @@ pub async fn run(
     }
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
+    if !broker.config.cluster.is_single() {
+        crate::cluster::controlled_shutdown(&broker, Duration::from_secs(10)).await;
+    }
     let _ = stop_tx.send(true);
     let drained =
         tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
@@ -163,8 +218,81 @@ pub async fn run(
         let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
     }
     tokio::task::block_in_place(|| broker.close_all());
+    drop(controller);
+    broker.quorum.clone().shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Starts this node's member of the metadata quorum. An old single-node data dir (a
+/// `__cluster_metadata/metadata.log` and no quorum files yet) seeds it with its metadata.
+async fn start_quorum(
+    config: &BrokerConfig,
+    adv_host: &str,
+    meta: Option<&crate::dirs::MetaProperties>,
+) -> Result<sluice_controller::Quorum, BrokerError> {
+    let listen = config
+        .cluster
+        .quorum_listen(config.node_id, adv_host)
+        .map_err(BrokerError::MetaProperties)?;
+    let voters = if config.cluster.is_single() {
+        std::collections::BTreeMap::from([(config.node_id, listen.to_string())])
+    } else {
+        config.cluster.voters.clone()
+    };
+    let initial = match meta {
+        Some(m) => {
+            crate::dirs::migrate_single_node_store(&config.data_dir, &m.cluster_id, config.node_id)?
+        }
+        None => None,
+    };
+    let cfg = sluice_controller::QuorumConfig {
+        node_id: config.node_id,
+        listen,
+        voters,
+        voter: config.cluster.role.is_controller(),
+        data_dir: config.data_dir.clone(),
+        cluster_id: config
+            .cluster
+            .cluster_id
+            .clone()
+            .or_else(|| meta.map(|m| m.cluster_id.clone()))
+            .or_else(|| config.cluster.is_single().then(crate::dirs::new_cluster_id)),
+        initial,
+        election_timeout_ms: (1000, 2000),
+        heartbeat_ms: 250,
+        request_timeout_ms: 5000,
+        snapshot_every: 1000,
+    };
+    let quorum = sluice_controller::Quorum::start(cfg)
+        .await
+        .map_err(BrokerError::Controller)?;
+    tracing::info!(%listen, "metadata quorum member started");
+    Ok(quorum)
+}
+
+/// Waits until the quorum has recorded its cluster id (the first leader chooses it).
+async fn wait_for_cluster_id(quorum: &sluice_controller::Quorum) -> String {
+    let mut rx = quorum.committed();
+    let started = Instant::now();
+    let mut next_log = Duration::from_secs(5);
+    loop {
+        let id = rx.borrow_and_update().metadata.cluster_id.clone();
+        if !id.is_empty() {
+            return id;
+        }
+        match tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
+            Ok(Err(_)) => std::future::pending::<()>().await,
+            _ => {}
+        }
+        if started.elapsed() > next_log {
+            tracing::warn!(
+                leader = ?quorum.leader_id(),
+                "waiting for the metadata quorum (a majority of --controller-quorum must be up)"
+            );
+            next_log += Duration::from_secs(5);
+        }
+    }
 }
 
 /// Resolves when the peer has closed its side (EOF) or the socket failed. If the client sent

@@ -1,32 +1,51 @@
-//! Broker-wide state: the metadata controller, the hosted partitions (see `crate::partition`)
-//! and the reconciler that keeps them in step with committed metadata.
+//! Broker-wide state: the metadata quorum handle and the applied metadata, the hosted
+//! partitions (see `crate::partition`) and the reconciler that keeps them in step with
+//! committed metadata.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use sluice_controller::{Controller, ControllerError, Metadata, MetadataCommand};
+use sluice_controller::{Committed, ControllerError, Metadata, MetadataCommand, Quorum};
 use sluice_storage::{Backend, FileBackend};
+use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::dirs::{DirLock, MetaProperties};
+use crate::dirs::DirLock;
 use crate::metrics::Metrics;
 use crate::partition::{Partition, PartitionTable, TopicRef};
 use crate::producer_ids::ProducerIds;
 use crate::reconcile::{partition_dir, Reconciler};
 use crate::{BrokerConfig, BrokerError};
 
+/// This broker's registration with the active controller.
+#[derive(Debug)]
+pub struct Membership {
+    /// This process's incarnation id (new at every start).
+    pub incarnation_id: Uuid,
+    /// Broker epoch of the current registration; -1 before the first.
+    pub broker_epoch: AtomicI64,
+    /// Whether the controller still has this broker fenced.
+    pub fenced: AtomicBool,
+}
+
 /// Shared state of a running broker.
 pub struct Broker {
     /// Static configuration.
     pub config: BrokerConfig,
-    /// Cluster id from meta.properties.
+    /// Cluster id (the quorum's, recorded in meta.properties).
     pub cluster_id: String,
     /// Advertised host.
     pub advertised_host: String,
     /// Advertised port.
     pub advertised_port: i32,
-    /// Metadata state machine + store.
-    pub controller: Controller,
+    /// The metadata quorum (this node is a voter or a follower of it).
+    pub quorum: Quorum,
+    /// The metadata this broker has applied and reconciled its partitions with.
+    applied: watch::Sender<Committed>,
+    /// Registration state.
+    pub membership: Membership,
     /// Producer id allocator.
     pub producer_ids: ProducerIds,
     /// Counters for /metrics.
@@ -42,19 +61,22 @@ pub struct Broker {
     _lock: DirLock,
 }
 
+/// How long a metadata change may take to commit and reach this broker before the request
+/// that made it fails with REQUEST_TIMED_OUT.
+pub const METADATA_WAIT: Duration = Duration::from_secs(30);
+
 impl Broker {
-    /// Opens the metadata store and every partition log (running recovery), removing partition
-    /// directories that no longer belong to a topic.
+    /// Opens every partition log assigned here by `committed` (running recovery), removing
+    /// partition directories that no longer belong to a topic.
     pub fn open(
         config: BrokerConfig,
-        meta: MetaProperties,
+        cluster_id: String,
         lock: DirLock,
         advertised_host: String,
         advertised_port: i32,
         backend: Option<Arc<dyn Backend>>,
+        quorum: Quorum,
     ) -> Result<Broker, BrokerError> {
-        let controller = Controller::open(&config.data_dir, &meta.cluster_id, config.node_id)?;
-        let producer_ids = ProducerIds::open(&config.data_dir)?;
         let backend = backend.unwrap_or_else(|| Arc::new(FileBackend::new()) as Arc<dyn Backend>);
         let reconciler = Reconciler::new(
             config.node_id,
@@ -62,12 +84,20 @@ impl Broker {
             config.settings.clone(),
             backend,
         );
+        let committed = quorum.committed().borrow().clone();
+        let (applied, _) = watch::channel(Committed::default());
         let broker = Broker {
-            cluster_id: meta.cluster_id,
+            cluster_id,
             advertised_host,
             advertised_port,
-            controller,
-            producer_ids,
+            quorum,
+            applied,
+            membership: Membership {
+                incarnation_id: sluice_controller::new_incarnation_id(),
+                broker_epoch: AtomicI64::new(-1),
+                fenced: AtomicBool::new(true),
+            },
+            producer_ids: ProducerIds::new(),
             metrics: Metrics::default(),
             admin_lock: tokio::sync::Mutex::new(()),
             groups: crate::groups::Groups::new(&config.settings),
@@ -76,43 +106,70 @@ impl Broker {
             _lock: lock,
             config,
         };
-        broker.register_self()?;
-        let md = broker.controller.metadata();
-        broker.remove_stray_dirs(&md);
+        broker.remove_stray_dirs(&committed.metadata);
         // From nothing to the committed state: opens every partition assigned here.
-        broker.apply_committed(md);
+        broker.apply_committed_at(committed);
         Ok(broker)
     }
 
-    fn register_self(&self) -> Result<(), BrokerError> {
-        let md = self.controller.metadata();
-        let me = sluice_controller::BrokerRegistration {
-            node_id: self.config.node_id,
-            incarnation_id: sluice_controller::new_incarnation_id(),
-            host: self.advertised_host.clone(),
-            port: self.advertised_port,
-            rack: None,
-        };
-        let same = md
-            .brokers
-            .get(&self.config.node_id)
-            .map(|b| b.host == me.host && b.port == me.port && b.is_eligible())
-            .unwrap_or(false);
-        if !same {
-            // Single node: register, then unfence at once (we are our own controller).
-            let md = self
-                .controller
-                .commit(MetadataCommand::RegisterBroker(me))?;
-            if let Some(b) = md.brokers.get(&self.config.node_id) {
-                if b.fenced {
-                    self.controller.commit(MetadataCommand::UnfenceBroker {
-                        node_id: b.node_id,
-                        broker_epoch: b.broker_epoch,
-                    })?;
+    /// The metadata this broker has applied.
+    pub fn metadata(&self) -> Arc<Metadata> {
+        self.applied.borrow().metadata.clone()
+    }
+
+    /// The metadata offset this broker has applied.
+    pub fn applied_offset(&self) -> u64 {
+        self.applied.borrow().offset
+    }
+
+    /// Waits until this broker has applied metadata offset `offset` (bounded by `timeout`).
+    pub async fn wait_applied(
+        &self,
+        offset: u64,
+        timeout: Duration,
+    ) -> Result<Arc<Metadata>, ControllerError> {
+        let mut rx = self.applied.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|c| c.offset >= offset)).await;
+        match waited {
+            Ok(Ok(c)) => Ok(c.metadata.clone()),
+            _ => Err(ControllerError::RequestTimedOut(format!(
+                "metadata offset {offset} did not reach this broker within {} ms",
+                timeout.as_millis()
+            ))),
+        }
+    }
+
+    /// Applies committed metadata to local partitions (blocking: opens, closes and deletes
+    /// logs), then publishes it as this broker's view.
+    pub fn apply_committed_at(&self, c: Committed) {
+        if c.offset < self.applied_offset() {
+            return;
+        }
+        self.reconciler
+            .apply_committed(&self.partitions, &self.groups, c.metadata.clone());
+        self.applied.send_replace(c);
+    }
+
+    /// Follows the quorum's committed metadata for as long as the broker lives: every change
+    /// is reconciled on a blocking thread, in order.
+    pub fn spawn_metadata_follower(self: &Arc<Broker>) {
+        let mut rx = self.quorum.committed();
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let c = rx.borrow_and_update().clone();
+                let Some(b) = weak.upgrade() else { return };
+                if c.offset > b.applied_offset() {
+                    let r = tokio::task::spawn_blocking(move || b.apply_committed_at(c)).await;
+                    if let Err(e) = r {
+                        tracing::error!("applying metadata failed: {e}");
+                    }
+                }
+                if rx.changed().await.is_err() {
+                    return;
                 }
             }
-        }
-        Ok(())
+        });
     }
 
     /// Deletes partition dirs (those with a `partition.metadata` file) whose topic no longer
@@ -140,13 +197,6 @@ impl Broker {
         }
     }
 
-    /// Reconciles local partitions from the last applied metadata to `next` (blocking: opens,
-    /// closes and deletes logs). See `crate::reconcile`.
-    pub fn apply_committed(&self, next: Arc<Metadata>) {
-        self.reconciler
-            .apply_committed(&self.partitions, &self.groups, next);
-    }
-
     /// Reconciles local partitions from `prev` to `next` (blocking).
     #[allow(dead_code)] // the explicit (old, new) form, for callers that track their own prev
     pub fn reconcile(&self, prev: &Metadata, next: &Metadata) {
@@ -156,15 +206,13 @@ impl Broker {
 
     /// THE partition lookup, whatever this broker's role: see [`PartitionTable::lookup`].
     pub fn local_partition(&self, topic: TopicRef<'_>, index: i32) -> Result<Arc<Partition>, i16> {
-        self.partitions
-            .lookup(&self.controller.metadata(), topic, index)
+        self.partitions.lookup(&self.metadata(), topic, index)
     }
 
     /// THE partition lookup for "act as leader" paths (produce, fetch, list offsets, delete
     /// records, group writes): NOT_LEADER_OR_FOLLOWER unless this broker leads it.
     pub fn leader_partition(&self, topic: TopicRef<'_>, index: i32) -> Result<Arc<Partition>, i16> {
-        self.partitions
-            .leader(&self.controller.metadata(), topic, index)
+        self.partitions.leader(&self.metadata(), topic, index)
     }
 
     /// Every open partition (for metrics and shutdown).
@@ -172,13 +220,17 @@ impl Broker {
         self.partitions.all()
     }
 
-    /// Commits a metadata command through the controller, then reconciles local partitions
-    /// with the result before returning it (so a created topic's partitions exist when its
-    /// creator answers). Must run on a multi-threaded runtime (reconciling blocks).
-    pub fn commit(&self, cmd: MetadataCommand) -> Result<Arc<Metadata>, ControllerError> {
-        let md = self.controller.commit(cmd)?;
-        tokio::task::block_in_place(|| self.apply_committed(md.clone()));
-        Ok(md)
+    /// Commits a metadata command through the active controller (this node when it leads
+    /// the quorum, else forwarded to the leader), then waits until this broker has applied
+    /// it, so a created topic's local partitions exist when its creator answers.
+    pub async fn commit(&self, cmd: MetadataCommand) -> Result<Arc<Metadata>, ControllerError> {
+        let offset = self.quorum.propose_via_leader(cmd).await?;
+        self.wait_applied(offset, METADATA_WAIT).await
+    }
+
+    /// This broker's current broker epoch (-1 before it registered).
+    pub fn broker_epoch(&self) -> i64 {
+        self.membership.broker_epoch.load(Ordering::Relaxed)
     }
 
     /// Flushes and closes every log (clean shutdown).

@@ -33,6 +33,7 @@ async fn start(dir: PathBuf, addr: &str) -> Running {
         node_id: 1,
         http: None,
         settings,
+        cluster: Default::default(),
     };
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {

@@ -57,6 +57,7 @@ impl TestBroker {
             node_id: 1,
             http: None,
             settings,
+            cluster: Default::default(),
         };
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {

@@ -278,6 +278,8 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
     def("connections.max.idle.ms", T::Long, Some("600000"), &[], V::Any, "Idle connections are closed after this long."),
     def("default.replication.factor", T::Int, Some("1"), &[], V::AtLeast(1),
         "Replication factor of topics created without one."),
+    def("broker.heartbeat.interval.ms", T::Int, Some("2000"), &[], V::AtLeast(1), "How often a broker heartbeats to the active controller."),
+    def("broker.session.timeout.ms", T::Int, Some("9000"), &[], V::AtLeast(1), "A broker that has not heartbeated for this long is fenced."),
     def("delete.topic.enable", T::Boolean, Some("true"), &[], V::Any, "Whether topics may be deleted."),
     def("fetch.max.bytes", T::Int, Some("57671680"), &[], V::AtLeast(1024), "Upper bound on the bytes returned by one fetch."),
     def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), &[], V::Any,

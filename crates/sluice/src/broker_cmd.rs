@@ -32,6 +32,24 @@ pub struct BrokerArgs {
     /// HTTP listener for /health and /metrics, or `off` [default: 127.0.0.1:9644].
     #[arg(long, env = "SLUICE_HTTP")]
     pub http: Option<String>,
+    /// Address of this node's metadata-quorum (Raft) listener, `HOST:PORT`. Needed when this
+    /// node is a voter in `--controller-quorum`.
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<String>,
+    /// The metadata quorum's voters, `ID@HOST:PORT,...` (their `--controller-listen`
+    /// addresses). Without it the node is a quorum of one.
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM")]
+    pub controller_quorum: Option<String>,
+    /// `broker`, `controller` or `combined` (default: combined when --node-id is in the
+    /// quorum, broker otherwise).
+    #[arg(long, env = "SLUICE_ROLE")]
+    pub role: Option<String>,
+    /// Rack of this broker, for rack-aware replica placement.
+    #[arg(long, env = "SLUICE_RACK")]
+    pub rack: Option<String>,
+    /// Cluster id to use when this node's quorum forms a new cluster (default: random).
+    #[arg(long, env = "SLUICE_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
     /// Broker setting with Kafka's name, e.g. `--set num.partitions=3`. Repeatable. In the
     /// environment: SLUICE_SET="k1=v1,k2=v2".
     #[arg(
@@ -58,6 +76,14 @@ struct FileConfig {
     #[serde(rename = "node-id")]
     node_id: Option<i32>,
     http: Option<String>,
+    #[serde(rename = "controller-listen")]
+    controller_listen: Option<String>,
+    #[serde(rename = "controller-quorum")]
+    controller_quorum: Option<String>,
+    role: Option<String>,
+    rack: Option<String>,
+    #[serde(rename = "cluster-id")]
+    cluster_id: Option<String>,
     #[serde(rename = "log-level")]
     log_level: Option<String>,
     #[serde(rename = "log-format")]
@@ -128,8 +154,30 @@ pub fn resolve(args: BrokerArgs) -> anyhow::Result<Resolved> {
     } else {
         Some(http)
     };
+    let node_id = args.node_id.or(file.node_id).unwrap_or(1);
+    let voters = match args.controller_quorum.or(file.controller_quorum) {
+        Some(q) => sluice_broker::parse_quorum(&q)
+            .map_err(|e| anyhow::anyhow!("--controller-quorum: {e}"))?,
+        None => BTreeMap::new(),
+    };
+    let role = match args.role.or(file.role).as_deref() {
+        None => None,
+        Some(r) => Some(sluice_broker::NodeRole::parse(r).ok_or_else(|| {
+            anyhow::anyhow!("--role {r:?}: expected broker, controller or combined")
+        })?),
+    };
+    let cluster = sluice_broker::ClusterConfig::new(
+        node_id,
+        voters,
+        args.controller_listen.or(file.controller_listen),
+        role,
+        args.rack.or(file.rack),
+        args.cluster_id.or(file.cluster_id),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(Resolved {
         broker: BrokerConfig {
+            cluster,
             listen: args
                 .listen
                 .or(file.listen)
@@ -139,7 +187,7 @@ pub fn resolve(args: BrokerArgs) -> anyhow::Result<Resolved> {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from("./data")),
-            node_id: args.node_id.or(file.node_id).unwrap_or(1),
+            node_id,
             http,
             settings,
         },
@@ -158,7 +206,8 @@ fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
-        _ => EnvFilter::try_new(level)
+        // openraft logs every election step at info; keep its warnings and errors.
+        _ => EnvFilter::try_new(format!("{level},openraft=warn"))
             .with_context(|| format!("--log-level {level:?} is not a valid level"))?,
     };
     let builder = tracing_subscriber::fmt()
@@ -201,16 +250,7 @@ pub fn run(args: BrokerArgs) -> anyhow::Result<()> {
 /// Caps glibc's per-thread malloc arenas. Without a cap every worker and blocking thread may get
 /// its own arena that keeps freed memory, so a busy broker's RSS creeps up for a long time
 /// before it levels off; two arenas keep memory flat at no measurable cost for this workload.
-fn limit_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only adjusts allocator tuning; called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
-}
-
 fn run_inner(args: BrokerArgs) -> anyhow::Result<()> {
-    limit_malloc_arenas();
     let resolved = resolve(args)?;
     init_logging(&resolved.log_level, &resolved.log_format)?;
     let rt = tokio::runtime::Builder::new_multi_thread()

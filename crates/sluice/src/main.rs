@@ -33,8 +33,32 @@ enum Command {
     Configs(cli::ConfigsArgs),
 }
 
+/// `sluice --bootstrap-server H:P topics ...`: the shared connection flag may also come before
+/// the subcommand (as in Kafka's and rpk's examples); it is moved behind it for clap.
+fn hoist_bootstrap(mut args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let flag = |a: &std::ffi::OsString| a.to_str().map(|s| s.to_string());
+    let mut moved = Vec::new();
+    while args.len() > 1 {
+        match flag(&args[1]).as_deref() {
+            Some("--bootstrap-server") if args.len() > 2 => {
+                moved.push(args.remove(1));
+                moved.push(args.remove(1));
+            }
+            Some(s) if s.starts_with("--bootstrap-server=") => moved.push(args.remove(1)),
+            _ => break,
+        }
+    }
+    if !moved.is_empty() && args.len() > 1 {
+        let at = 2.min(args.len());
+        for (i, a) in moved.into_iter().enumerate() {
+            args.insert(at + i, a);
+        }
+    }
+    args
+}
+
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(hoist_bootstrap(std::env::args_os().collect()));
     match cli.command {
         Command::Broker(args) => {
             alloc::register_stats();
@@ -56,6 +80,34 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bootstrap_server_before_the_subcommand() {
+        let args = |v: &[&str]| v.iter().map(std::ffi::OsString::from).collect::<Vec<_>>();
+        let got = hoist_bootstrap(args(&[
+            "sluice",
+            "--bootstrap-server",
+            "h:1",
+            "topics",
+            "create",
+            "t",
+        ]));
+        assert_eq!(
+            got,
+            args(&[
+                "sluice",
+                "topics",
+                "--bootstrap-server",
+                "h:1",
+                "create",
+                "t"
+            ])
+        );
+        let cli = Cli::try_parse_from(got).unwrap();
+        assert!(matches!(cli.command, Command::Topics(_)));
+        let same = args(&["sluice", "topics", "list"]);
+        assert_eq!(hoist_bootstrap(same.clone()), same);
     }
 
     #[test]

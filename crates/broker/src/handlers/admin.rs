@@ -34,21 +34,26 @@ const RESOURCE_BROKER: i8 = 4;
 /// Creates a topic with broker defaults (Metadata auto-creation). Err = Kafka error code.
 pub async fn auto_create(broker: &Arc<Broker>, name: &str) -> Result<Arc<Metadata>, i16> {
     let _g = broker.admin_lock.lock().await;
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     if md.topics.contains_key(name) {
         return Ok(md);
     }
     let cmd = plan_create_topic(&md, name, -1, -1, &BTreeMap::new(), &broker.config.settings)
         .map_err(|e| codes::controller_error(&e))?;
-    let md = apply_create(broker, cmd).map_err(|e| codes::controller_error(&e))?;
+    let md = apply_create(broker, cmd)
+        .await
+        .map_err(|e| codes::controller_error(&e))?;
     tracing::info!(topic = name, "auto-created topic");
     Ok(md)
 }
 
 /// Commits a planned creation. Committing reconciles, so the partitions assigned here are
 /// open when this returns.
-fn apply_create(broker: &Broker, cmd: MetadataCommand) -> Result<Arc<Metadata>, ControllerError> {
-    broker.commit(cmd)
+async fn apply_create(
+    broker: &Broker,
+    cmd: MetadataCommand,
+) -> Result<Arc<Metadata>, ControllerError> {
+    broker.commit(cmd).await
 }
 
 pub async fn create_topics(
@@ -101,7 +106,7 @@ pub async fn create_topics(
                 results.push(r);
                 continue;
             }
-            let md = broker.controller.metadata();
+            let md = broker.metadata();
             let bad = t
                 .assignments
                 .iter()
@@ -123,7 +128,7 @@ pub async fn create_topics(
                 .map(|a| a.broker_ids.len() as i16)
                 .unwrap_or(0);
         }
-        let md = broker.controller.metadata();
+        let md = broker.metadata();
         let planned = plan_create_topic(
             &md,
             &name,
@@ -134,7 +139,7 @@ pub async fn create_topics(
         );
         let outcome = match planned {
             Ok(cmd) if req.validate_only => Ok((cmd, md)),
-            Ok(cmd) => apply_create(broker, cmd.clone()).map(|md| (cmd, md)),
+            Ok(cmd) => apply_create(broker, cmd.clone()).await.map(|md| (cmd, md)),
             Err(e) => Err(e),
         };
         match outcome {
@@ -207,7 +212,7 @@ pub async fn delete_topics(
     };
     let mut results = Vec::with_capacity(targets.len());
     for (name, id) in targets {
-        let md = broker.controller.metadata();
+        let md = broker.metadata();
         let mut r = DeletableTopicResult::default();
         let resolved = match (&name, id) {
             (Some(n), _) => md.topics.get(n).map(|t| (t.name.clone(), t.id)),
@@ -231,7 +236,10 @@ pub async fn delete_topics(
             r.topic_id = tid;
         }
         // Committing reconciles: the topic's local logs are closed and deleted on return.
-        let outcome = plan_delete_topic(&md, &tname).and_then(|cmd| broker.commit(cmd));
+        let outcome = match plan_delete_topic(&md, &tname) {
+            Ok(cmd) => broker.commit(cmd).await,
+            Err(e) => Err(e),
+        };
         match outcome {
             Ok(_) => {
                 tracing::info!(topic = %tname, "deleted topic");
@@ -260,14 +268,12 @@ pub async fn create_partitions(
         let name = t.name.to_string();
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
-        let md = broker.controller.metadata();
-        let outcome = plan_create_partitions(&md, &name, t.count).and_then(|cmd| {
-            if req.validate_only {
-                Ok(md.clone())
-            } else {
-                broker.commit(cmd)
-            }
-        });
+        let md = broker.metadata();
+        let outcome = match plan_create_partitions(&md, &name, t.count) {
+            Ok(_) if req.validate_only => Ok(md.clone()),
+            Ok(cmd) => broker.commit(cmd).await,
+            Err(e) => Err(e),
+        };
         match outcome {
             // Committing reconciled: the new partitions are open.
             Ok(_) => {
@@ -333,7 +339,7 @@ pub fn describe_configs(
     req: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     let mut results = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.to_string();
@@ -390,7 +396,7 @@ pub fn describe_configs(
 }
 
 pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     let mut resp = DescribeClusterResponse::default();
     resp.cluster_id = sb(broker.cluster_id.clone());
     resp.controller_id = BrokerId(super::metadata::controller_id(broker, &md));

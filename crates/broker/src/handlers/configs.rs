@@ -24,12 +24,12 @@ const RESOURCE_BROKER: i8 = 4;
 /// Outcome for one resource: error code and message.
 type Outcome = (i16, Option<String>);
 
-fn apply(broker: &Broker, name: &str, cmd: MetadataCommand, validate_only: bool) -> Outcome {
+async fn apply(broker: &Broker, name: &str, cmd: MetadataCommand, validate_only: bool) -> Outcome {
     if validate_only {
         return (codes::NONE, None);
     }
     // Committing reconciles: the topic's partitions take the new config on return.
-    match broker.commit(cmd) {
+    match broker.commit(cmd).await {
         Ok(_) => {
             tracing::info!(topic = name, "altered topic configs");
             (codes::NONE, None)
@@ -83,9 +83,9 @@ pub async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> Al
                     Some(format!("config {k} has a null value")),
                 ),
                 None => {
-                    let md = broker.controller.metadata();
+                    let md = broker.metadata();
                     match plan_replace_configs(&md, &name, &map) {
-                        Ok(cmd) => apply(broker, &name, cmd, req.validate_only),
+                        Ok(cmd) => apply(broker, &name, cmd, req.validate_only).await,
                         Err(e) => err(e),
                     }
                 }
@@ -133,10 +133,10 @@ pub async fn incremental_alter_configs(
                     Some(format!("unknown config operation {op}")),
                 ),
                 None => {
-                    let md = broker.controller.metadata();
+                    let md = broker.metadata();
                     match plan_incremental_alter_configs(&md, &name, &ops, &broker.config.settings)
                     {
-                        Ok(cmd) => apply(broker, &name, cmd, req.validate_only),
+                        Ok(cmd) => apply(broker, &name, cmd, req.validate_only).await,
                         Err(e) => err(e),
                     }
                 }

@@ -119,7 +119,7 @@ fn read_once(
     version: i16,
     resolved: &Resolved,
 ) -> (Vec<FetchableTopicResponse>, i64, bool) {
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     let mut budget: i64 = if req.max_bytes <= 0 {
         i64::from(i32::MAX)
     } else {

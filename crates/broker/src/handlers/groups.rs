@@ -54,7 +54,7 @@ async fn check(broker: &Arc<Broker>, group_id: &str) -> Result<(), i16> {
 
 /// Leader node and partition of the group's `__consumer_offsets` partition.
 fn coordinator_of(broker: &Broker, group_id: &str) -> Result<(i32, i32), i16> {
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     let topic = md
         .topics
         .get(OFFSETS_TOPIC)
@@ -103,7 +103,7 @@ pub async fn find_coordinator(
         let found = match req.key_type {
             0 => match broker.groups.ready(broker).await {
                 Ok(()) => coordinator_of(broker, &key).and_then(|(leader, _)| {
-                    let md = broker.controller.metadata();
+                    let md = broker.metadata();
                     md.brokers
                         .get(&leader)
                         .map(|b| (leader, b.host.clone(), b.port))

@@ -16,7 +16,7 @@ use crate::partition::TopicRef;
 use crate::state::Broker;
 
 pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) -> MetadataResponse {
-    let mut md = broker.controller.metadata();
+    let mut md = broker.metadata();
     // Which topics: None (or empty list on v0) = all.
     let requested: Option<Vec<(Option<String>, Uuid)>> = match &req.topics {
         None => None,

@@ -6,6 +6,7 @@ mod admin;
 mod configs;
 mod delete_records;
 mod fetch;
+pub mod forward;
 mod groups;
 mod list_offsets;
 mod metadata;
@@ -33,6 +34,12 @@ pub async fn handle(
     client_host: &str,
 ) -> Result<Option<ResponseKind>, CloseConnection> {
     let version = request.header.request_api_version;
+    if forward::should_forward(broker, request.api_key) {
+        match forward::forward(broker, &request, client_host).await {
+            Ok(resp) => return Ok(Some(resp)),
+            Err(e) => tracing::debug!("forwarding to the controller failed ({e}); handling here"),
+        }
+    }
     let resp = match request.body {
         RequestKind::ApiVersions(_) => {
             let mut body = sluice_protocol::api_versions_body();
@@ -80,7 +87,7 @@ pub async fn handle(
             ResponseKind::DeleteRecords(delete_records::handle(broker, r))
         }
         RequestKind::InitProducerId(r) => {
-            ResponseKind::InitProducerId(producer::init_producer_id(broker, r))
+            ResponseKind::InitProducerId(producer::init_producer_id(broker, r).await)
         }
         RequestKind::FindCoordinator(r) => {
             ResponseKind::FindCoordinator(groups::find_coordinator(broker, r, version).await)

@@ -19,7 +19,7 @@ pub async fn handle(
     version: i16,
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     let mut responses = Vec::with_capacity(req.topic_data.len());
     for topic in req.topic_data {
         let name: Option<String> = if version >= 13 {

@@ -5,7 +5,10 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use crate::codes;
 use crate::state::Broker;
 
-pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn init_producer_id(
+    broker: &Broker,
+    req: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let mut resp = InitProducerIdResponse::default();
     resp.producer_id = ProducerId(-1);
     resp.producer_epoch = -1;
@@ -21,15 +24,12 @@ pub fn init_producer_id(broker: &Broker, req: InitProducerIdRequest) -> InitProd
         resp.producer_epoch = req.producer_epoch + 1;
         return resp;
     }
-    match broker.producer_ids.allocate() {
+    match broker.producer_ids.allocate(broker).await {
         Ok(id) => {
             resp.producer_id = ProducerId(id);
             resp.producer_epoch = 0;
         }
-        Err(e) => {
-            tracing::error!("cannot allocate a producer id: {e}");
-            resp.error_code = codes::KAFKA_STORAGE_ERROR;
-        }
+        Err(code) => resp.error_code = code,
     }
     resp
 }

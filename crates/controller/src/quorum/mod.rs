@@ -49,12 +49,11 @@ pub fn quorum_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("__cluster_metadata").join("raft")
 }
 
-/// The command the first leader proposes to record the cluster id, if any.
-///
-/// TODO(InitCluster): return `Some(MetadataCommand::InitCluster { cluster_id })` once that
-/// command exists in `metadata.rs`; until then the cluster id is not recorded by the quorum.
-fn init_cluster_command(_cluster_id: &str) -> Option<MetadataCommand> {
-    None
+/// The command the first leader proposes to record the cluster id.
+fn init_cluster_command(cluster_id: &str) -> Option<MetadataCommand> {
+    Some(MetadataCommand::InitCluster {
+        cluster_id: cluster_id.to_string(),
+    })
 }
 
 struct Inner {
@@ -421,7 +420,17 @@ async fn leadership_duties(
     };
     let mut metrics = raft.metrics();
     let mut cluster_done = false;
+    // A leader with no cluster id of its own (a node started on an empty data dir without
+    // --cluster-id) waits a little before choosing a random one, so that a node upgrading an
+    // old single-node data dir can seed the quorum (with its cluster id) first.
+    const RANDOM_ID_GRACE: Duration = Duration::from_secs(3);
+    let mut leader_since: Option<std::time::Instant> = None;
     loop {
+        if shared.is_leader() {
+            leader_since.get_or_insert_with(std::time::Instant::now);
+        } else {
+            leader_since = None;
+        }
         if let Some(md) = seed.take() {
             if sm.seeded() {
                 tracing::info!("metadata quorum already holds state; not seeding it");
@@ -438,7 +447,16 @@ async fn leadership_duties(
                 }
             }
         }
-        if !cluster_done && shared.is_leader() && committed.borrow().metadata.cluster_id.is_empty()
+        let mut grace_left = None;
+        if cluster_id.is_none() {
+            if let Some(t) = leader_since {
+                grace_left = RANDOM_ID_GRACE.checked_sub(t.elapsed());
+            }
+        }
+        if !cluster_done
+            && shared.is_leader()
+            && grace_left.is_none()
+            && committed.borrow().metadata.cluster_id.is_empty()
         {
             let id = cluster_id
                 .clone()
@@ -456,9 +474,15 @@ async fn leadership_duties(
                 }
             }
         }
+        let wait = if cluster_done || !committed.borrow().metadata.cluster_id.is_empty() {
+            Duration::from_secs(3600)
+        } else {
+            grace_left.unwrap_or(Duration::from_millis(500))
+        };
         tokio::select! {
             r = metrics.changed() => if r.is_err() { return },
             r = committed.changed() => if r.is_err() { return },
+            _ = tokio::time::sleep(wait) => {}
         }
     }
 }

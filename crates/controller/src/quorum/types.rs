@@ -150,7 +150,7 @@ pub struct Committed {
 }
 
 /// One replica of the metadata log as seen from this node (full data only on the leader).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicaStatus {
     /// Node id.
     pub node_id: i32,
@@ -167,7 +167,7 @@ pub struct ReplicaStatus {
 }
 
 /// What [`super::Quorum::status`] reports (DescribeQuorum material).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuorumStatus {
     /// This node.
     pub node_id: i32,

@@ -1,0 +1,243 @@
+//! The active controller's duties on a voter node: broker registration and heartbeats
+//! (fencing brokers whose session expires), producer id blocks, DescribeQuorum, and client
+//! admin requests forwarded by other brokers. The decisions are the pure
+//! `sluice_controller::BrokerHeartbeats`; this file only moves messages and commits commands.
+//! Everything here runs only while this node leads the quorum: requests reach it through
+//! `Quorum::call_leader`, and the session timer acts only on the leader.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use sluice_controller::{BrokerHeartbeats, ControllerError, MetadataCommand, Quorum};
+use tokio::sync::Mutex;
+
+use super::rpc::{decode, encode, ControllerRequest, ControllerResponse, Envelope};
+
+/// Runs a forwarded client request on this (leader) node and returns its encoded response.
+pub type ForwardHandler = Arc<
+    dyn Fn(Envelope) -> sluice_controller::quorum::BoxFuture<Result<Vec<u8>, ControllerError>>
+        + Send
+        + Sync,
+>;
+
+struct State {
+    heartbeats: BrokerHeartbeats,
+    /// The term in which `heartbeats` was last reset (None: never active).
+    term: Option<u64>,
+}
+
+/// The controller service of one voter node.
+pub struct ControllerService {
+    quorum: Quorum,
+    state: Mutex<State>,
+    origin: Instant,
+    forward: std::sync::RwLock<Option<ForwardHandler>>,
+}
+
+impl ControllerService {
+    /// Installs the service as the quorum's leader handler and starts the session timer.
+    pub fn start(quorum: Quorum, session_timeout_ms: u64) -> Arc<ControllerService> {
+        let svc = Arc::new(ControllerService {
+            quorum: quorum.clone(),
+            state: Mutex::new(State {
+                heartbeats: BrokerHeartbeats::new(session_timeout_ms),
+                term: None,
+            }),
+            origin: Instant::now(),
+            forward: std::sync::RwLock::new(None),
+        });
+        let weak: Weak<ControllerService> = Arc::downgrade(&svc);
+        quorum.set_leader_handler(Arc::new(move |bytes: Vec<u8>| {
+            let weak = weak.clone();
+            Box::pin(async move {
+                let Some(svc) = weak.upgrade() else {
+                    return encode(&ControllerResponse::Error {
+                        code: crate::codes::NOT_CONTROLLER,
+                        message: "controller is shutting down".into(),
+                    });
+                };
+                let resp = match decode::<ControllerRequest>(&bytes) {
+                    Ok(req) => svc.handle(req).await,
+                    Err(e) => ControllerResponse::error(&e),
+                };
+                encode(&resp)
+            })
+        }));
+        let weak = Arc::downgrade(&svc);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Some(svc) = weak.upgrade() else { return };
+                svc.tick().await;
+            }
+        });
+        svc
+    }
+
+    /// Sets the function that runs forwarded client requests (the broker's handlers).
+    pub fn set_forward_handler(&self, h: ForwardHandler) {
+        *self.forward.write().unwrap_or_else(|p| p.into_inner()) = Some(h);
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Locks the state, resetting broker sessions when this node has newly become leader.
+    async fn active_state(&self) -> Result<tokio::sync::MutexGuard<'_, State>, ControllerError> {
+        if !self.quorum.is_leader() {
+            return Err(ControllerError::NotController(
+                "this node is not the active controller".into(),
+            ));
+        }
+        let mut st = self.state.lock().await;
+        let term = self.quorum.term();
+        if st.term != Some(term) {
+            let committed = self.quorum.committed().borrow().offset;
+            st.heartbeats.reset(self.now_ms(), committed as i64);
+            st.term = Some(term);
+            tracing::info!(
+                term,
+                "became the active controller; broker sessions restarted"
+            );
+        }
+        Ok(st)
+    }
+
+    async fn commit_all(&self, cmds: Vec<MetadataCommand>) -> Result<u64, ControllerError> {
+        let mut last = self.quorum.committed().borrow().offset;
+        for cmd in cmds {
+            tracing::info!(command = ?short(&cmd), "controller commits");
+            last = self.quorum.propose(cmd).await?;
+        }
+        Ok(last)
+    }
+
+    async fn tick(&self) {
+        if !self.quorum.is_leader() {
+            return;
+        }
+        let Ok(mut st) = self.active_state().await else {
+            return;
+        };
+        let md = self.quorum.committed().borrow().metadata.clone();
+        let cmds = st.heartbeats.tick(self.now_ms(), &md);
+        if !cmds.is_empty() {
+            if let Err(e) = self.commit_all(cmds).await {
+                tracing::warn!("fencing expired brokers failed: {e}");
+            }
+        }
+    }
+
+    async fn handle(&self, req: ControllerRequest) -> ControllerResponse {
+        match self.handle_inner(req).await {
+            Ok(r) => r,
+            Err(e) => ControllerResponse::error(&e),
+        }
+    }
+
+    async fn handle_inner(
+        &self,
+        req: ControllerRequest,
+    ) -> Result<ControllerResponse, ControllerError> {
+        match req {
+            ControllerRequest::DescribeQuorum => {
+                Ok(ControllerResponse::Quorum(self.quorum.status()))
+            }
+            ControllerRequest::Forward(env) => {
+                let h = self
+                    .forward
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .clone()
+                    .ok_or_else(|| {
+                        ControllerError::NotController(
+                            "this controller does not serve client requests".into(),
+                        )
+                    })?;
+                let body = h(env).await?;
+                let metadata_offset = self.quorum.committed().borrow().offset;
+                Ok(ControllerResponse::Forwarded {
+                    body,
+                    metadata_offset,
+                })
+            }
+            ControllerRequest::Register(reg) => {
+                let mut st = self.active_state().await?;
+                let md = self.quorum.committed().borrow().metadata.clone();
+                let now = self.now_ms();
+                let cmd = st.heartbeats.plan_register(now, &reg, &md)?;
+                let offset = self.quorum.propose(cmd).await?;
+                let md = self.quorum.committed().borrow().metadata.clone();
+                let epoch = md
+                    .brokers
+                    .get(&reg.node_id)
+                    .map(|b| b.broker_epoch)
+                    .ok_or_else(|| {
+                        ControllerError::BrokerIdNotRegistered(format!("{}", reg.node_id))
+                    })?;
+                st.heartbeats
+                    .on_registered(now, reg.node_id, epoch, offset as i64);
+                tracing::info!(node = reg.node_id, broker_epoch = epoch, host = %reg.host, port = reg.port, "broker registered");
+                Ok(ControllerResponse::Registered {
+                    broker_epoch: epoch,
+                })
+            }
+            ControllerRequest::Heartbeat {
+                node_id,
+                broker_epoch,
+                metadata_offset,
+                want_fence,
+                want_shutdown,
+            } => {
+                let mut st = self.active_state().await?;
+                let md = self.quorum.committed().borrow().metadata.clone();
+                let (reply, cmds) = st.heartbeats.on_heartbeat(
+                    self.now_ms(),
+                    node_id,
+                    broker_epoch,
+                    metadata_offset,
+                    want_fence,
+                    want_shutdown,
+                    &md,
+                )?;
+                self.commit_all(cmds).await?;
+                Ok(ControllerResponse::Heartbeat {
+                    is_caught_up: reply.is_caught_up,
+                    is_fenced: reply.is_fenced,
+                    should_shut_down: reply.should_shut_down,
+                })
+            }
+            ControllerRequest::AllocateProducerIds {
+                node_id,
+                broker_epoch,
+            } => {
+                // Under the state lock, so no other allocation lands between ours and the read.
+                let _st = self.active_state().await?;
+                self.quorum
+                    .propose(MetadataCommand::AllocateProducerIds {
+                        broker_id: node_id,
+                        broker_epoch,
+                    })
+                    .await?;
+                let md = self.quorum.committed().borrow().metadata.clone();
+                let block = md
+                    .last_producer_id_block()
+                    .filter(|b| b.assigned_broker_id == node_id)
+                    .ok_or_else(|| {
+                        ControllerError::UnknownServer("producer id block not recorded".into())
+                    })?;
+                Ok(ControllerResponse::ProducerIds {
+                    first: block.first_producer_id,
+                    size: block.size,
+                })
+            }
+        }
+    }
+}
+
+/// A short description of a command for logs (no config maps or partition lists).
+fn short(cmd: &MetadataCommand) -> String {
+    let s = format!("{cmd:?}");
+    s.chars().take(160).collect()
+}
