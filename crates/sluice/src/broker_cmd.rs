@@ -206,8 +206,12 @@ fn init_logging(level: &str, format: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
-        // openraft logs every election step at info; keep its warnings and errors.
-        _ => EnvFilter::try_new(format!("{level},openraft=warn"))
+        // openraft logs every election step at info and every failed send to a down peer
+        // as an error; keep its warnings, minus those repeats (`sluice cluster status` shows
+        // unreachable voters).
+        _ => EnvFilter::try_new(format!(
+            "{level},openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=off"
+        ))
             .with_context(|| format!("--log-level {level:?} is not a valid level"))?,
     };
     let builder = tracing_subscriber::fmt()
