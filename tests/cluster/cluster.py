@@ -531,7 +531,7 @@ class SluiceCluster(Cluster):
             out.flush()
             nd.proc = subprocess.Popen(
                 self.command(i), stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
+                env=dict(os.environ),
             )
         nd.paused = False
 

@@ -1,6 +1,6 @@
 //! The HTTP listener: `/health/live`, `/health/ready`, `/metrics` (Prometheus text) and the
 //! consumer-lag API `/v1/groups`, `/v1/groups/{group}` (JSON; see [`crate::lag`] for the
-//! status rules).
+//! status rules), and `/v1/metadata` (the applied metadata image and its offset).
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -31,7 +31,19 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics))
         .route("/v1/groups", get(list_groups))
         .route("/v1/groups/{group}", get(describe_group))
+        .route("/v1/metadata", get(metadata_image))
         .with_state(AppState { broker, lag })
+}
+
+/// The metadata image this broker has applied, with its offset in the metadata log: every
+/// node of a settled cluster serves the same image (the cluster tests compare them).
+async fn metadata_image(State(s): State<AppState>) -> Json<Value> {
+    let b = &s.broker;
+    Json(json!({
+        "node_id": b.config.node_id,
+        "offset": b.applied_offset(),
+        "metadata": serde_json::to_value(&*b.metadata()).unwrap_or(Value::Null),
+    }))
 }
 
 async fn ready() -> impl IntoResponse {

@@ -46,11 +46,13 @@ fn split_host_port(addr: &str) -> Result<(String, i32), BrokerError> {
 }
 
 pub async fn run(
-    config: BrokerConfig,
+    mut config: BrokerConfig,
     backend: Option<Arc<dyn sluice_storage::Backend>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     let started = Instant::now();
+    // Until partitions are replicated (cluster part 2), a topic has one replica.
+    config.settings.set_max_replication_factor(Some(1));
     let (listen_host, listen_port) = split_host_port(&config.listen)?;
     let advertised = config
         .advertised

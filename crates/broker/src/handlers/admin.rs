@@ -401,15 +401,18 @@ pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> Describ
     resp.cluster_id = sb(broker.cluster_id.clone());
     resp.controller_id = BrokerId(super::metadata::controller_id(broker, &md));
     resp.endpoint_type = req.endpoint_type;
+    // Fenced brokers only when asked (v2, KIP-1073), marked as such.
     resp.brokers = md
         .brokers
         .values()
+        .filter(|b| req.include_fenced_brokers || !b.fenced)
         .map(|b| {
             let mut e = DescribeClusterBroker::default();
             e.broker_id = BrokerId(b.node_id);
             e.host = sb(b.host.clone());
             e.port = b.port;
             e.rack = b.rack.clone().map(sb);
+            e.is_fenced = b.fenced;
             e
         })
         .collect();

@@ -106,6 +106,7 @@ pub async fn find_coordinator(
                     let md = broker.metadata();
                     md.brokers
                         .get(&leader)
+                        .filter(|b| !b.fenced)
                         .map(|b| (leader, b.host.clone(), b.port))
                         .ok_or(COORDINATOR_NOT_AVAILABLE)
                 }),

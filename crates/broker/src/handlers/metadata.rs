@@ -34,7 +34,7 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
     match requested {
         None => {
             for t in md.topics.values() {
-                topics.push(topic_entry(broker, t));
+                topics.push(topic_entry(broker, &md, t));
             }
         }
         Some(list) => {
@@ -42,7 +42,7 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
                 match name {
                     Some(name) => {
                         if let Some(t) = md.topics.get(&name) {
-                            topics.push(topic_entry(broker, t));
+                            topics.push(topic_entry(broker, &md, t));
                             continue;
                         }
                         if let Err(e) = sluice_controller::validate_topic_name(&name) {
@@ -58,7 +58,7 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
                                 Ok(new_md) => {
                                     md = new_md;
                                     if let Some(t) = md.topics.get(&name) {
-                                        topics.push(topic_entry(broker, t));
+                                        topics.push(topic_entry(broker, &md, t));
                                         continue;
                                     }
                                 }
@@ -75,7 +75,7 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
                         ));
                     }
                     None => match md.topic_by_id(&id) {
-                        Some(t) => topics.push(topic_entry(broker, t)),
+                        Some(t) => topics.push(topic_entry(broker, &md, t)),
                         None => topics.push(error_topic(None, id, codes::UNKNOWN_TOPIC_ID)),
                     },
                 }
@@ -91,17 +91,26 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
     resp
 }
 
+/// The "controller" clients are told about: as in KRaft, a live broker (clients send admin
+/// requests there and it forwards them to the active controller): the quorum leader when it
+/// is an unfenced broker, else the lowest unfenced broker id, else this broker.
 pub fn controller_id(broker: &Broker, md: &Metadata) -> i32 {
-    if md.brokers.contains_key(&md.controller_id) {
-        md.controller_id
-    } else {
-        broker.config.node_id
+    let live = |id: i32| md.brokers.get(&id).is_some_and(|b| !b.fenced);
+    if let Some(l) = broker.quorum.leader_id().filter(|l| live(*l)) {
+        return l;
     }
+    md.brokers
+        .values()
+        .find(|b| !b.fenced)
+        .map(|b| b.node_id)
+        .unwrap_or(broker.config.node_id)
 }
 
+/// Unfenced brokers (a fenced or shut-down broker is not given to clients).
 fn brokers(md: &Metadata) -> Vec<MetadataResponseBroker> {
     md.brokers
         .values()
+        .filter(|b| !b.fenced)
         .map(|b| {
             let mut e = MetadataResponseBroker::default();
             e.node_id = BrokerId(b.node_id);
@@ -121,7 +130,7 @@ fn error_topic(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTop
     t
 }
 
-fn topic_entry(broker: &Broker, t: &TopicInfo) -> MetadataResponseTopic {
+fn topic_entry(broker: &Broker, md: &Metadata, t: &TopicInfo) -> MetadataResponseTopic {
     let mut e = MetadataResponseTopic::default();
     e.name = Some(TopicName(sb(t.name.clone())));
     e.topic_id = t.id;
@@ -136,7 +145,16 @@ fn topic_entry(broker: &Broker, t: &TopicInfo) -> MetadataResponseTopic {
             mp.leader_epoch = p.leader_epoch;
             mp.replica_nodes = p.replicas.iter().map(|r| BrokerId(*r)).collect();
             mp.isr_nodes = p.isr.iter().map(|r| BrokerId(*r)).collect();
-            if p.leader == broker.config.node_id {
+            // Replicas on brokers that are fenced or not registered are offline.
+            mp.offline_replicas = p
+                .replicas
+                .iter()
+                .filter(|r| md.brokers.get(r).is_none_or(|b| b.fenced))
+                .map(|r| BrokerId(*r))
+                .collect();
+            if p.leader < 0 {
+                mp.error_code = codes::LEADER_NOT_AVAILABLE;
+            } else if p.leader == broker.config.node_id {
                 let found = broker.local_partition(TopicRef::Name(&t.name), p.index);
                 if found.err() == Some(codes::KAFKA_STORAGE_ERROR) {
                     mp.error_code = codes::KAFKA_STORAGE_ERROR;

@@ -21,6 +21,27 @@ use sluice_protocol::Request;
 
 use crate::state::Broker;
 
+/// `metadata.version` feature level Sluice's metadata corresponds to (Kafka 4.0-IV3) and the
+/// lowest it accepts. Later issues add `transaction.version` and
+/// `eligible.leader.replicas.version` here as they implement them.
+pub const METADATA_VERSION: i16 = 25;
+const METADATA_VERSION_MIN: i16 = 7;
+
+/// Supported and finalized features (KIP-584) as a Kafka 4 broker reports them.
+fn features(broker: &Broker, body: &mut kafka_protocol::messages::ApiVersionsResponse) {
+    use kafka_protocol::messages::api_versions_response::{FinalizedFeatureKey, SupportedFeatureKey};
+    let name = StrBytes::from_static_str("metadata.version");
+    body.supported_features = vec![SupportedFeatureKey::default()
+        .with_name(name.clone())
+        .with_min_version(METADATA_VERSION_MIN)
+        .with_max_version(METADATA_VERSION)];
+    body.finalized_features_epoch = broker.applied_offset() as i64;
+    body.finalized_features = vec![FinalizedFeatureKey::default()
+        .with_name(name)
+        .with_min_version_level(METADATA_VERSION)
+        .with_max_version_level(METADATA_VERSION)];
+}
+
 /// A request that ends its connection.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -45,6 +66,9 @@ pub async fn handle(
             let mut body = sluice_protocol::api_versions_body();
             if version < 1 {
                 body.throttle_time_ms = 0;
+            }
+            if version >= 3 {
+                features(broker, &mut body);
             }
             ResponseKind::ApiVersions(body)
         }

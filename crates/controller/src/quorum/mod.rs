@@ -49,6 +49,25 @@ pub fn quorum_dir(data_dir: &std::path::Path) -> std::path::PathBuf {
     data_dir.join("__cluster_metadata").join("raft")
 }
 
+/// A random cluster id formatted as Kafka formats them: a UUID in URL-safe base64 without
+/// padding (22 characters).
+pub fn random_cluster_id() -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let v = u128::from_be_bytes(*uuid::Uuid::new_v4().as_bytes());
+    // 128 bits = 21 full 6-bit digits + 2 bits, read from the top as base64 does.
+    (0..22)
+        .map(|i| {
+            let shift = 128i32 - 6 * (i + 1);
+            let digit = if shift >= 0 {
+                (v >> shift) & 63
+            } else {
+                (v << (-shift)) & 63
+            };
+            ALPHABET[digit as usize] as char
+        })
+        .collect()
+}
+
 /// The command the first leader proposes to record the cluster id.
 fn init_cluster_command(cluster_id: &str) -> Option<MetadataCommand> {
     Some(MetadataCommand::InitCluster {
@@ -460,7 +479,7 @@ async fn leadership_duties(
         {
             let id = cluster_id
                 .clone()
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+                .unwrap_or_else(random_cluster_id);
             match init_cluster_command(&id) {
                 None => cluster_done = true,
                 Some(cmd) => {
