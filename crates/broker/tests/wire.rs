@@ -897,9 +897,11 @@ async fn produce_lists_the_records_at_fault() {
             .with_timeout_ms(5000)
             .with_topic_data(vec![produce_request::TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.into())))
-                .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                    .with_index(0)
-                    .with_records(Some(records))])])
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ])])
     };
     let r = create_topic_with(&mut c, "cmp", &[("cleanup.policy", "compact")]).await;
     assert_eq!(r.topics[0].error_code, 0);
@@ -926,7 +928,11 @@ async fn produce_lists_the_records_at_fault() {
         msg,
         "Compacted topic cannot accept message without key in topic partition cmp-0"
     );
-    let top = p.error_message.as_ref().map(|m| m.to_string()).unwrap_or_default();
+    let top = p
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
     assert!(top.contains("2 record errors"), "{top}");
 
     create_topic(&mut c, "ts2", 1).await;
@@ -948,13 +954,7 @@ async fn produce_lists_the_records_at_fault() {
         Some("One or more records have been rejected due to invalid timestamp")
     );
     // Nothing of either refused batch was appended.
-    let (err, base) = produce(
-        &mut c,
-        "ts2",
-        0,
-        batch_now(&[("k", "v")]),
-    )
-    .await;
+    let (err, base) = produce(&mut c, "ts2", 0, batch_now(&[("k", "v")])).await;
     assert_eq!((err, base), (0, 0));
     b.stop().await;
 }
