@@ -10,7 +10,7 @@
 //! `__consumer_offsets` if needed, spawns the tasks and replays every partition into the
 //! coordinator; until a partition is replayed its groups answer COORDINATOR_LOAD_IN_PROGRESS.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -191,6 +191,24 @@ impl Groups {
                 rt.spawn(load_partitions(weak, vec![partition], false));
             }
             Err(_) => tracing::error!(partition, "no runtime to load the partition on"),
+        }
+    }
+
+    /// Reconciler hook: these topics were deleted (or recreated under a new id). Every group's
+    /// offsets for them are dropped and tombstoned, as Kafka's coordinator does on
+    /// `onPartitionsDeleted`, so a topic created again under the name starts without them.
+    pub fn on_topics_deleted(&self, topics: &BTreeSet<String>) {
+        if topics.is_empty() {
+            return;
+        }
+        let ((), steps) = self.apply(None, |c, _| ((), c.on_topics_deleted(topics)));
+        if steps.is_empty() {
+            return;
+        }
+        tracing::info!(?topics, "dropped committed offsets of deleted topics");
+        // The tombstones are already queued to the writer; this only reports failures.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(Self::execute(steps));
         }
     }
 

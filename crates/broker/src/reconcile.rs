@@ -11,6 +11,7 @@
 //! answered after its partitions exist). A replicated metadata log will feed it from a
 //! `tokio::sync::watch` of committed metadata instead ([`spawn_watch`]).
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -83,6 +84,15 @@ pub fn role_of(p: &PartitionInfo, node_id: i32) -> Role {
 /// Whether `p` is assigned to (hosted by) `node_id`.
 pub fn assigned_here(p: &PartitionInfo, node_id: i32) -> bool {
     p.leader == node_id || p.replicas.contains(&node_id)
+}
+
+/// Topics of `prev` that `next` no longer has under the same id (deleted, or recreated). Pure.
+pub fn deleted_topics(prev: &Metadata, next: &Metadata) -> BTreeSet<String> {
+    prev.topics
+        .values()
+        .filter(|old| next.topics.get(&old.name).is_none_or(|t| t.id != old.id))
+        .map(|old| old.name.clone())
+        .collect()
 }
 
 /// What changes locally when the metadata goes from `prev` to `next`: deletions and closes
@@ -197,6 +207,7 @@ impl Reconciler {
         for change in plan(prev, next, self.node_id) {
             self.apply(table, groups, next, change);
         }
+        groups.on_topics_deleted(&deleted_topics(prev, next));
     }
 
     fn apply(&self, table: &PartitionTable, groups: &Groups, next: &Metadata, change: Change) {
@@ -481,6 +492,16 @@ mod tests {
                 open("recreated", id(5), 0, Role::Leader, 0),
             ]
         );
+        // Group offsets go for every deleted or recreated topic, hosted here or not.
+        assert_eq!(
+            deleted_topics(&prev, &next),
+            BTreeSet::from([
+                "elsewhere".to_string(),
+                "gone".to_string(),
+                "recreated".to_string()
+            ])
+        );
+        assert!(deleted_topics(&next, &next).is_empty());
     }
 
     #[test]
@@ -500,6 +521,7 @@ mod tests {
                 leader_epoch: 0,
                 replicas: vec![ME],
                 isr: vec![ME],
+                partition_epoch: 0,
             });
         assert_eq!(
             plan(&prev, &next, ME),

@@ -209,6 +209,21 @@ async fn offsets_and_group_metadata_survive_restart() {
     let addr = free_addr();
     let b = start(dir.path().to_path_buf(), &addr).await;
     let mut c = Conn::open(&addr).await;
+    // Offsets are only accepted for partitions that exist (Kafka: UNKNOWN_TOPIC_OR_PARTITION).
+    let cr = c.send(8, &commit_req("g0", -1, "", 1)).await;
+    assert_eq!(cr.topics[0].partitions[0].error_code, 3);
+    let ct = c
+        .send(
+            5,
+            &CreateTopicsRequest::default()
+                .with_topics(vec![create_topics_request::CreatableTopic::default()
+                    .with_name(TopicName(s("t")))
+                    .with_num_partitions(2)
+                    .with_replication_factor(1)])
+                .with_timeout_ms(5000),
+        )
+        .await;
+    assert_eq!(ct.topics[0].error_code, 0);
 
     // FindCoordinator, batched (v4) and classic (v3); transactions are not available.
     let fc = c

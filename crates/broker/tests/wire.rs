@@ -855,6 +855,115 @@ async fn timestamps_and_keyless_records_on_compacted_topics() {
     b.stop().await;
 }
 
+/// KIP-467: a batch refused because of some of its records lists exactly those records.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn produce_lists_the_records_at_fault() {
+    let b = TestBroker::start(&[]).await;
+    let mut c = Conn::open(&b.addr).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let record = |i: i64, ts: i64, key: Option<&'static [u8]>| Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: -1,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: i,
+        sequence: i as i32,
+        timestamp: ts,
+        key: key.map(Bytes::from_static),
+        value: Some(Bytes::from_static(b"v")),
+        headers: Default::default(),
+    };
+    let encode = |recs: &[Record], compression: Compression| {
+        let mut buf = BytesMut::new();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            recs.iter(),
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
+        buf.freeze()
+    };
+    let send = |topic: &str, records: Bytes| {
+        ProduceRequest::default()
+            .with_acks(-1)
+            .with_timeout_ms(5000)
+            .with_topic_data(vec![produce_request::TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.into())))
+                .with_partition_data(vec![
+                    produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(records)),
+                ])])
+    };
+    let r = create_topic_with(&mut c, "cmp", &[("cleanup.policy", "compact")]).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let batch = encode(
+        &[
+            record(0, now, Some(b"a")),
+            record(1, now, None),
+            record(2, now, Some(b"b")),
+            record(3, now, None),
+        ],
+        Compression::Lz4,
+    );
+    let resp: ProduceResponse = c.send(9, &send("cmp", batch)).await;
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 87, "INVALID_RECORD");
+    let listed: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(listed, vec![1, 3]);
+    let msg = p.record_errors[0]
+        .batch_index_error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert_eq!(
+        msg,
+        "Compacted topic cannot accept message without key in topic partition cmp-0"
+    );
+    let top = p
+        .error_message
+        .as_ref()
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(top.contains("2 record errors"), "{top}");
+
+    create_topic(&mut c, "ts2", 1).await;
+    let batch = encode(
+        &[
+            record(0, now, Some(b"a")),
+            record(1, now + 2 * 3600 * 1000, Some(b"b")),
+            record(2, now, Some(b"c")),
+        ],
+        Compression::None,
+    );
+    let resp: ProduceResponse = c.send(9, &send("ts2", batch)).await;
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 32, "INVALID_TIMESTAMP");
+    let listed: Vec<i32> = p.record_errors.iter().map(|e| e.batch_index).collect();
+    assert_eq!(listed, vec![1]);
+    assert_eq!(
+        p.error_message.as_ref().map(|m| m.to_string()).as_deref(),
+        Some("One or more records have been rejected due to invalid timestamp")
+    );
+    // Nothing of either refused batch was appended.
+    let (err, base) = produce(&mut c, "ts2", 0, batch_now(&[("k", "v")])).await;
+    assert_eq!((err, base), (0, 0));
+    b.stop().await;
+}
+
+fn batch_now(records: &[(&str, &str)]) -> Bytes {
+    batch(records, Compression::None, -1, 0)
+}
+
 /// Re-encodes a batch header field in place and fixes the CRC, so only the field is "bad".
 fn patch_and_recrc(mut b: BytesMut, at: usize, bytes: &[u8]) -> Bytes {
     b[at..at + bytes.len()].copy_from_slice(bytes);

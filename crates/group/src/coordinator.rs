@@ -1696,6 +1696,53 @@ impl Coordinator {
         }
     }
 
+    /// Topics were deleted: drops every group's offsets for them and persists tombstones, as
+    /// Kafka's coordinator does (`onPartitionsDeleted`); an Empty group left without offsets
+    /// is removed too (group tombstone). Groups of partitions still loading are skipped.
+    pub fn on_topics_deleted(&mut self, topics: &BTreeSet<String>) -> Vec<Action> {
+        let mut out = Vec::new();
+        if topics.is_empty() {
+            return out;
+        }
+        let mut dead = Vec::new();
+        for g in self.groups.values_mut() {
+            if self.loading.contains(&g.partition) {
+                continue;
+            }
+            let gone: Vec<(String, i32)> = g
+                .offsets
+                .keys()
+                .filter(|(t, _)| topics.contains(t))
+                .cloned()
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            for k in &gone {
+                g.offsets.remove(k);
+            }
+            out.push(Action::Persist {
+                partition: g.partition,
+                records: g.offset_tombstones(&gone),
+            });
+            if g.state == GroupState::Empty && g.offsets.is_empty() && g.pending.is_empty() {
+                dead.push(g.id.clone());
+            }
+        }
+        for id in dead {
+            if let Some(g) = self.groups.remove(&id) {
+                out.push(Action::Persist {
+                    partition: g.partition,
+                    records: vec![OffsetsRecord::Group {
+                        group: g.id.clone(),
+                        value: None,
+                    }],
+                });
+            }
+        }
+        out
+    }
+
     // ------------------------------------------------------------------ loading
 
     /// Marks a partition as loading: its groups answer COORDINATOR_LOAD_IN_PROGRESS until

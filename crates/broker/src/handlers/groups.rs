@@ -35,6 +35,7 @@ use super::sb;
 use crate::codes::{
     COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, INVALID_GROUP_ID,
     INVALID_REQUEST, NONE, NOT_COORDINATOR, TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    UNKNOWN_TOPIC_OR_PARTITION,
 };
 use crate::groups::OFFSETS_TOPIC;
 use crate::state::Broker;
@@ -337,9 +338,18 @@ pub async fn offset_commit(
     version: i16,
 ) -> OffsetCommitResponse {
     let group_id = req.group_id.to_string();
+    // Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist and
+    // commits the others; the coordinator only sees the existing ones.
+    let md = broker.controller.metadata();
+    let mut known = Vec::new();
     let mut offsets = Vec::new();
     for t in &req.topics {
         for p in &t.partitions {
+            let exists = partition_exists(&md, &t.name, p.partition_index);
+            known.push(exists);
+            if !exists {
+                continue;
+            }
             offsets.push(CommitOffset {
                 topic: t.name.to_string(),
                 partition: p.partition_index,
@@ -353,22 +363,27 @@ pub async fn offset_commit(
             });
         }
     }
-    let errors = match check(broker, &group_id).await {
-        Err(code) => vec![code; offsets.len()],
-        Ok(()) => {
-            broker
-                .groups
-                .commit(CommitRequest {
-                    group_id,
-                    generation_id: req.generation_id_or_member_epoch,
-                    member_id: req.member_id.to_string(),
-                    group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
-                    offsets,
-                })
-                .await
+    let errors = if offsets.is_empty() {
+        Vec::new()
+    } else {
+        match check(broker, &group_id).await {
+            Err(code) => vec![code; offsets.len()],
+            Ok(()) => {
+                broker
+                    .groups
+                    .commit(CommitRequest {
+                        group_id,
+                        generation_id: req.generation_id_or_member_epoch,
+                        member_id: req.member_id.to_string(),
+                        group_instance_id: req.group_instance_id.as_ref().map(|s| s.to_string()),
+                        offsets,
+                    })
+                    .await
+            }
         }
     };
     let mut errors = errors.into_iter();
+    let mut known = known.into_iter();
     let mut resp = OffsetCommitResponse::default();
     resp.topics = req
         .topics
@@ -382,7 +397,11 @@ pub async fn offset_commit(
                 .map(|p| {
                     let mut rp = OffsetCommitResponsePartition::default();
                     rp.partition_index = p.partition_index;
-                    rp.error_code = errors.next().unwrap_or(COORDINATOR_NOT_AVAILABLE);
+                    rp.error_code = if known.next().unwrap_or(false) {
+                        errors.next().unwrap_or(COORDINATOR_NOT_AVAILABLE)
+                    } else {
+                        UNKNOWN_TOPIC_OR_PARTITION
+                    };
                     rp
                 })
                 .collect();
@@ -390,6 +409,14 @@ pub async fn offset_commit(
         })
         .collect();
     resp
+}
+
+/// Whether `topic` exists and has partition `index` (what Kafka's metadata cache checks
+/// before an offset commit or delete reaches the coordinator).
+fn partition_exists(md: &sluice_controller::Metadata, topic: &str, index: i32) -> bool {
+    md.topics
+        .get(topic)
+        .is_some_and(|t| t.partitions.iter().any(|p| p.index == index))
 }
 
 type TopicParts = Vec<(String, Vec<i32>)>;
@@ -625,18 +652,39 @@ pub async fn offset_delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> Of
         resp.error_code = code;
         return resp;
     }
+    // Partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION (as Kafka's metadata
+    // check); the coordinator decides for the others.
+    let md = broker.controller.metadata();
+    let mut unknown: Vec<(String, i32)> = Vec::new();
     let topics: TopicParts = req
         .topics
         .iter()
         .map(|t| {
-            (
-                t.name.to_string(),
-                t.partitions.iter().map(|p| p.partition_index).collect(),
-            )
+            let name = t.name.to_string();
+            let mut parts = Vec::with_capacity(t.partitions.len());
+            for p in &t.partitions {
+                if partition_exists(&md, &name, p.partition_index) {
+                    parts.push(p.partition_index);
+                } else {
+                    unknown.push((name.clone(), p.partition_index));
+                }
+            }
+            (name, parts)
         })
         .collect();
     match broker.groups.delete_offsets(&group_id, &topics).await {
-        Ok(result) => {
+        Ok(mut result) => {
+            for (name, p) in unknown {
+                let entry = match result.iter_mut().position(|(n, _)| *n == name) {
+                    Some(i) => &mut result[i].1,
+                    None => {
+                        result.push((name, Vec::new()));
+                        let last = result.len() - 1;
+                        &mut result[last].1
+                    }
+                };
+                entry.push((p, UNKNOWN_TOPIC_OR_PARTITION));
+            }
             resp.topics = result
                 .into_iter()
                 .map(|(name, parts)| {

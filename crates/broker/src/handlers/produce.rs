@@ -4,9 +4,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
-use sluice_storage::batch::{self, BatchError};
+use sluice_storage::batch::{self, BatchError, BatchHeader, RecordInfo};
 
 use super::sb;
 use crate::codes;
@@ -35,20 +37,20 @@ pub async fn handle(
             r.log_append_time_ms = -1;
             r.log_start_offset = -1;
             let outcome = match &name {
-                None => Err((codes::UNKNOWN_TOPIC_ID, "unknown topic id".to_string())),
-                Some(_) if !matches!(acks, -1..=1) => Err((
+                None => Err(Refusal::new(codes::UNKNOWN_TOPIC_ID, "unknown topic id")),
+                Some(_) if !matches!(acks, -1..=1) => Err(Refusal::new(
                     codes::INVALID_REQUIRED_ACKS,
                     format!("acks must be 0, 1 or -1 (all), got {acks}"),
                 )),
-                Some(_) if req.transactional_id.is_some() => Err((
+                Some(_) if req.transactional_id.is_some() => Err(Refusal::new(
                     codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-                    "transactions are not supported by this broker yet".to_string(),
+                    "transactions are not supported by this broker yet",
                 )),
                 Some(name) => match broker
                     .leader_partition(topic_ref(version, &topic.topic_id, name), p.index)
                 {
                     Ok(h) => append(broker, h, p.records).await,
-                    Err(code) => Err((code, lookup_message(code, name, p.index))),
+                    Err(code) => Err(Refusal::new(code, lookup_message(code, name, p.index))),
                 },
             };
             match outcome {
@@ -57,11 +59,28 @@ pub async fn handle(
                     r.log_append_time_ms = append_time;
                     r.log_start_offset = start;
                 }
-                Err((code, msg)) => {
-                    tracing::debug!(topic = ?name, partition = p.index, code, "produce rejected: {msg}");
-                    r.error_code = code;
+                Err(refusal) => {
+                    tracing::debug!(
+                        topic = ?name,
+                        partition = p.index,
+                        code = refusal.code,
+                        "produce rejected: {}",
+                        refusal.message
+                    );
+                    r.error_code = refusal.code;
+                    // error_message and record_errors (KIP-467) exist from v8.
                     if version >= 8 {
-                        r.error_message = Some(sb(msg));
+                        r.error_message = Some(sb(refusal.message));
+                        r.record_errors = refusal
+                            .record_errors
+                            .into_iter()
+                            .map(|(index, msg)| {
+                                let mut e = BatchIndexAndErrorMessage::default();
+                                e.batch_index = index;
+                                e.batch_index_error_message = Some(sb(msg));
+                                e
+                            })
+                            .collect();
                     }
                 }
             }
@@ -82,6 +101,152 @@ pub async fn handle(
     let mut resp = ProduceResponse::default();
     resp.responses = responses;
     Some(resp)
+}
+
+/// Why a partition's records were refused: the code and message of the partition response and,
+/// when the refusal is because of some records only, which ones (KIP-467 `record_errors`:
+/// index of the record in its batch and why). Clients fail the listed records with `code`
+/// and the others with their "invalid different record" error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Refusal {
+    pub code: i16,
+    pub message: String,
+    pub record_errors: Vec<(i32, String)>,
+}
+
+impl Refusal {
+    fn new(code: i16, message: impl Into<String>) -> Refusal {
+        Refusal {
+            code,
+            message: message.into(),
+            record_errors: Vec::new(),
+        }
+    }
+}
+
+impl From<(i16, String)> for Refusal {
+    fn from((code, message): (i16, String)) -> Refusal {
+        Refusal::new(code, message)
+    }
+}
+
+/// What record-level validation needs to know about the topic and the moment (Kafka's
+/// `LogValidator.validateRecord`, for magic v2).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RecordRules<'a> {
+    /// `topic-partition`, as Kafka names it in messages.
+    pub topic_partition: &'a str,
+    /// `cleanup.policy` includes `compact`: every record needs a key.
+    pub compacted: bool,
+    /// `message.timestamp.type=CreateTime` (otherwise LogAppendTime).
+    pub create_time: bool,
+    pub before_max_ms: i64,
+    pub after_max_ms: i64,
+    pub now: i64,
+}
+
+impl RecordRules<'_> {
+    /// Whether the records must be decoded to validate them. With the default
+    /// `message.timestamp.before.max.ms` (unbounded) only a timestamp above now + after can
+    /// fail, and the header's `maxTimestamp` bounds those, so an ordinary batch to a
+    /// non-compacted topic is never decoded.
+    fn need_records(&self, header: &BatchHeader) -> bool {
+        self.compacted
+            || header.timestamp_type_log_append()
+            || (self.create_time
+                && (self.before_max_ms != i64::MAX
+                    || header.max_timestamp.wrapping_sub(self.now) > self.after_max_ms))
+    }
+}
+
+/// One record's problem, as Kafka's `LogValidator.validateRecord` finds it: the key rule
+/// first, then the timestamp. `batch_log_append` is the batch's own timestamp type.
+fn record_error(
+    rec: &RecordInfo,
+    batch_log_append: bool,
+    rules: &RecordRules<'_>,
+) -> Option<(i16, String)> {
+    if rules.compacted && rec.key.is_none() {
+        return Some((
+            codes::INVALID_RECORD,
+            format!(
+                "Compacted topic cannot accept message without key in topic partition {}",
+                rules.topic_partition
+            ),
+        ));
+    }
+    if rules.create_time && rec.timestamp != -1 {
+        // Java's long arithmetic, so the bounds behave exactly as Kafka's at the extremes.
+        let diff = rules.now.wrapping_sub(rec.timestamp);
+        if diff > rules.before_max_ms || diff.wrapping_neg() > rules.after_max_ms {
+            return Some((
+                codes::INVALID_TIMESTAMP,
+                format!(
+                    "Timestamp {} of message with offset {} is out of range. The timestamp should be within [{}, {}]",
+                    rec.timestamp,
+                    rec.offset,
+                    rules.now.wrapping_sub(rules.before_max_ms),
+                    rules.now.wrapping_add(rules.after_max_ms)
+                ),
+            ));
+        }
+    } else if batch_log_append {
+        return Some((
+            codes::INVALID_TIMESTAMP,
+            format!(
+                "Invalid timestamp type in message with offset {}. Producer should not set timestamp type to LogAppendTime.",
+                rec.offset
+            ),
+        ));
+    }
+    None
+}
+
+/// Validates every record of a batch; `Some` refuses the whole batch with the per-record
+/// errors (Kafka's `processRecordErrors`: INVALID_TIMESTAMP if any record has a bad
+/// timestamp, else INVALID_RECORD).
+pub(crate) fn validate_records(
+    recs: &[RecordInfo],
+    batch_log_append: bool,
+    rules: &RecordRules<'_>,
+) -> Option<Refusal> {
+    let mut errors = Vec::new();
+    let mut any_timestamp = false;
+    for (i, rec) in recs.iter().enumerate() {
+        let index = i32::try_from(i).unwrap_or(i32::MAX);
+        if let Some((code, msg)) = record_error(rec, batch_log_append, rules) {
+            any_timestamp |= code == codes::INVALID_TIMESTAMP;
+            errors.push((index, msg));
+        }
+    }
+    if errors.is_empty() {
+        return None;
+    }
+    let (code, message) = if any_timestamp {
+        (
+            codes::INVALID_TIMESTAMP,
+            "One or more records have been rejected due to invalid timestamp".to_string(),
+        )
+    } else {
+        let shown: Vec<String> = errors
+            .iter()
+            .take(3)
+            .map(|(i, m)| format!("RecordError(batchIndex={i}, message='{m}')"))
+            .collect();
+        (
+            codes::INVALID_RECORD,
+            format!(
+                "One or more records have been rejected due to {} record errors in total, and only showing the first three errors at most: [{}]",
+                errors.len(),
+                shown.join(", ")
+            ),
+        )
+    };
+    Some(Refusal {
+        code,
+        message,
+        record_errors: errors,
+    })
 }
 
 fn batch_error(e: BatchError) -> (i16, String) {
@@ -127,18 +292,18 @@ async fn append(
     broker: &Arc<Broker>,
     h: Arc<Partition>,
     records: Option<Bytes>,
-) -> Result<(i64, i64, i64), (i16, String)> {
+) -> Result<(i64, i64, i64), Refusal> {
     let cfg = h.config();
     let records = records.unwrap_or_default();
     if records.is_empty() {
-        return Err((
+        return Err(Refusal::new(
             codes::INVALID_RECORD,
-            "produce request without records".into(),
+            "produce request without records",
         ));
     }
     let batches = batch::split(&records).map_err(batch_error)?;
     if batches.len() != 1 {
-        return Err((
+        return Err(Refusal::new(
             codes::INVALID_RECORD,
             format!(
                 "a produce request must carry exactly one record batch per partition, got {}",
@@ -149,7 +314,7 @@ async fn append(
     let (header, _) = batches[0];
     let max = i64::from(cfg.max_message_bytes);
     if header.total_len() as i64 > max {
-        return Err((
+        return Err(Refusal::new(
             codes::MESSAGE_TOO_LARGE,
             format!(
                 "batch of {} bytes exceeds max.message.bytes={} of topic {}",
@@ -160,46 +325,31 @@ async fn append(
         ));
     }
     if header.is_control() {
-        return Err((
+        return Err(Refusal::new(
             codes::INVALID_RECORD,
-            "clients may not produce control batches".into(),
+            "clients may not produce control batches",
         ));
     }
     if header.is_transactional() {
-        return Err((
+        return Err(Refusal::new(
             codes::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
-            "transactional batches are not supported by this broker yet".into(),
+            "transactional batches are not supported by this broker yet",
         ));
     }
-    if cfg.message_timestamp_type != "LogAppendTime" && header.max_timestamp >= 0 {
-        let now = now_ms();
-        let earliest = header.base_timestamp.min(header.max_timestamp);
-        if header.max_timestamp > now.saturating_add(cfg.message_timestamp_after_max_ms)
-            || earliest < now.saturating_sub(cfg.message_timestamp_before_max_ms)
-        {
-            return Err((
-                codes::INVALID_TIMESTAMP,
-                format!(
-                    "timestamp {} is outside the range allowed by message.timestamp.before.max.ms={} / after.max.ms={} of topic {}",
-                    header.max_timestamp,
-                    cfg.message_timestamp_before_max_ms,
-                    cfg.message_timestamp_after_max_ms,
-                    h.topic
-                ),
-            ));
-        }
-    }
-    // Compacted topics keep the latest value per key, so every record needs a key.
-    if cfg.cleanup_compact {
+    // Record-level rules (keys on compacted topics, timestamps): refused per record (KIP-467).
+    let tp = format!("{}-{}", h.topic, h.index);
+    let rules = RecordRules {
+        topic_partition: &tp,
+        compacted: cfg.cleanup_compact,
+        create_time: cfg.message_timestamp_type != "LogAppendTime",
+        before_max_ms: cfg.message_timestamp_before_max_ms,
+        after_max_ms: cfg.message_timestamp_after_max_ms,
+        now: now_ms(),
+    };
+    if rules.need_records(&header) {
         let recs = batch::records(&records).map_err(batch_error)?;
-        if recs.iter().any(|r| r.key.is_none()) {
-            return Err((
-                codes::INVALID_RECORD,
-                format!(
-                    "compacted topic {} requires a non-null key on every record",
-                    h.topic
-                ),
-            ));
+        if let Some(refusal) = validate_records(&recs, header.timestamp_type_log_append(), &rules) {
+            return Err(refusal);
         }
     }
     let mut buf = BytesMut::from(&records[..]);
@@ -207,7 +357,7 @@ async fn append(
     if let Some(target) = target_codec(&cfg.compression_type) {
         if target != header.compression() {
             buf = crate::handlers::produce::recompress(&buf, target)
-                .map_err(|e| (codes::CORRUPT_MESSAGE, e))?;
+                .map_err(|e| Refusal::new(codes::CORRUPT_MESSAGE, e))?;
         }
     }
     let log_append = cfg.message_timestamp_type == "LogAppendTime";
@@ -225,7 +375,7 @@ async fn append(
         let h2 = h.clone();
         tokio::task::spawn_blocking(move || h2.append_as_leader(buf))
             .await
-            .map_err(|e| (codes::KAFKA_STORAGE_ERROR, e.to_string()))?
+            .map_err(|e| Refusal::new(codes::KAFKA_STORAGE_ERROR, e.to_string()))?
     } else {
         h.append_as_leader(buf)
     }
@@ -277,4 +427,108 @@ pub(crate) fn recompress(buf: &[u8], codec: u8) -> Result<BytesMut, String> {
     )
     .map_err(|e| format!("cannot re-encode batch: {e}"))?;
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    fn rec(offset: i64, timestamp: i64, key: Option<&'static [u8]>) -> RecordInfo {
+        RecordInfo {
+            offset,
+            timestamp,
+            key: key.map(Bytes::from_static),
+            value_is_null: false,
+        }
+    }
+
+    fn rules(compacted: bool) -> RecordRules<'static> {
+        RecordRules {
+            topic_partition: "t-0",
+            compacted,
+            create_time: true,
+            before_max_ms: i64::MAX,
+            after_max_ms: 3_600_000,
+            now: NOW,
+        }
+    }
+
+    #[test]
+    fn keyless_records_on_compacted_topic_are_listed_one_by_one() {
+        let recs = [
+            rec(0, NOW, Some(b"a")),
+            rec(1, NOW, None),
+            rec(2, NOW, Some(b"b")),
+            rec(3, NOW, None),
+        ];
+        let r = validate_records(&recs, false, &rules(true)).expect("refused");
+        assert_eq!(r.code, codes::INVALID_RECORD);
+        let idx: Vec<i32> = r.record_errors.iter().map(|e| e.0).collect();
+        assert_eq!(idx, vec![1, 3]);
+        assert_eq!(
+            r.record_errors[0].1,
+            "Compacted topic cannot accept message without key in topic partition t-0"
+        );
+        assert!(
+            r.message.starts_with("One or more records have been rejected due to 2 record errors in total, and only showing the first three errors at most: [RecordError(batchIndex=1, message='Compacted topic"),
+            "{}",
+            r.message
+        );
+        // Keys are only required on compacted topics.
+        assert_eq!(validate_records(&recs, false, &rules(false)), None);
+    }
+
+    #[test]
+    fn timestamps_out_of_range_are_listed_and_win_over_key_errors() {
+        let mut rules = rules(true);
+        rules.before_max_ms = 1_000;
+        let recs = [
+            rec(0, NOW, Some(b"a")),
+            rec(1, NOW + 3_600_001, Some(b"b")), // after now + after.max.ms
+            rec(2, NOW - 1_001, Some(b"c")),     // before now - before.max.ms
+            rec(3, NOW, None),                   // keyless: INVALID_RECORD
+            rec(4, -1, Some(b"d")),              // no timestamp: not checked
+            rec(5, NOW + 3_600_000, Some(b"e")), // at the bound: fine
+        ];
+        let r = validate_records(&recs, false, &rules).expect("refused");
+        assert_eq!(r.code, codes::INVALID_TIMESTAMP);
+        assert_eq!(
+            r.message,
+            "One or more records have been rejected due to invalid timestamp"
+        );
+        let idx: Vec<i32> = r.record_errors.iter().map(|e| e.0).collect();
+        assert_eq!(idx, vec![1, 2, 3]);
+        assert_eq!(
+            r.record_errors[0].1,
+            format!(
+                "Timestamp {} of message with offset 1 is out of range. The timestamp should be within [{}, {}]",
+                NOW + 3_600_001,
+                NOW - 1_000,
+                NOW + 3_600_000
+            )
+        );
+    }
+
+    #[test]
+    fn log_append_time_topics_skip_timestamp_checks_but_refuse_producer_log_append_batches() {
+        let mut rules = rules(false);
+        rules.create_time = false;
+        let recs = [rec(0, NOW + 10 * 3_600_000, Some(b"a"))];
+        assert_eq!(validate_records(&recs, false, &rules), None);
+        let r = validate_records(&recs, true, &rules).expect("refused");
+        assert_eq!(r.code, codes::INVALID_TIMESTAMP);
+        assert_eq!(r.record_errors.len(), 1);
+    }
+
+    #[test]
+    fn default_bounds_extremes_behave_like_java_longs() {
+        // before.max.ms = Long.MAX_VALUE never refuses an old timestamp...
+        let recs = [rec(0, -2, Some(b"a")), rec(1, 0, Some(b"b"))];
+        assert_eq!(validate_records(&recs, false, &rules(false)), None);
+        // ...but now - Long.MIN_VALUE overflows in Java and reads as "too far ahead".
+        let r = validate_records(&[rec(0, i64::MIN, Some(b"a"))], false, &rules(false));
+        assert_eq!(r.map(|r| r.code), Some(codes::INVALID_TIMESTAMP));
+    }
 }

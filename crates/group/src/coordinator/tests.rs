@@ -800,3 +800,52 @@ impl CommitRequest {
         self
     }
 }
+
+#[test]
+fn deleted_topics_lose_their_offsets_and_empty_groups_go() {
+    let mut h = H::new(0);
+    let (_, a) = h.c.commit_offsets(T0, commit("", -1, "gone", 0, 5));
+    h.absorb(a);
+    let (_, a) = h.c.commit_offsets(T0, commit("", -1, "gone", 1, 6));
+    h.absorb(a);
+    let (_, a) = h.c.commit_offsets(T0, commit("", -1, "kept", 0, 7));
+    h.absorb(a);
+    h.persisted.clear();
+    // Another topic's deletion changes nothing.
+    assert!(h
+        .c
+        .on_topics_deleted(&BTreeSet::from(["other".to_string()]))
+        .is_empty());
+    let a = h.c.on_topics_deleted(&BTreeSet::from(["gone".to_string()]));
+    h.absorb(a);
+    let left = h.c.fetch_offsets("g", None).unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].0, "kept");
+    let tombstones: Vec<(String, i32)> = h
+        .persisted
+        .iter()
+        .filter_map(|(_, r)| match r {
+            OffsetsRecord::Offset {
+                topic,
+                partition,
+                value: None,
+                ..
+            } => Some((topic.clone(), *partition)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        tombstones,
+        vec![("gone".to_string(), 0), ("gone".to_string(), 1)]
+    );
+    assert!(!h.c.list_groups(&[], &[]).unwrap().is_empty());
+    // The last topic goes: the Empty group has no offsets left and is removed.
+    h.persisted.clear();
+    let a = h.c.on_topics_deleted(&BTreeSet::from(["kept".to_string()]));
+    h.absorb(a);
+    assert!(h
+        .persisted
+        .iter()
+        .any(|(_, r)| matches!(r, OffsetsRecord::Group { value: None, .. })));
+    assert!(h.c.list_groups(&[], &[]).unwrap().is_empty());
+}
