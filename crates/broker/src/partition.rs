@@ -399,6 +399,20 @@ pub(crate) mod tests {
     /// Metadata with `(name, id, partitions)` topics.
     pub(crate) fn metadata_with(topics: &[(&str, Uuid, &[P<'_>])]) -> Metadata {
         let mut md = Metadata::default();
+        // Brokers 1-3, registered unfenced (a nil incarnation registers as the single-node
+        // version did), so the state machine keeps the leaders the tests name.
+        for node_id in 1..=3 {
+            md.apply(&MetadataCommand::RegisterBroker(
+                sluice_controller::BrokerRegistration {
+                    node_id,
+                    incarnation_id: Uuid::nil(),
+                    host: "127.0.0.1".into(),
+                    port: 9092 + node_id,
+                    rack: None,
+                },
+            ))
+            .expect("register broker");
+        }
         for (name, id, parts) in topics {
             let partitions = parts
                 .iter()

@@ -340,7 +340,7 @@ pub async fn offset_commit(
     let group_id = req.group_id.to_string();
     // Kafka answers UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist and
     // commits the others; the coordinator only sees the existing ones.
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     let mut known = Vec::new();
     let mut offsets = Vec::new();
     for t in &req.topics {
@@ -654,7 +654,7 @@ pub async fn offset_delete(broker: &Arc<Broker>, req: OffsetDeleteRequest) -> Of
     }
     // Partitions that do not exist get UNKNOWN_TOPIC_OR_PARTITION (as Kafka's metadata
     // check); the coordinator decides for the others.
-    let md = broker.controller.metadata();
+    let md = broker.metadata();
     let mut unknown: Vec<(String, i32)> = Vec::new();
     let topics: TopicParts = req
         .topics

@@ -29,7 +29,9 @@ const METADATA_VERSION_MIN: i16 = 7;
 
 /// Supported and finalized features (KIP-584) as a Kafka 4 broker reports them.
 fn features(broker: &Broker, body: &mut kafka_protocol::messages::ApiVersionsResponse) {
-    use kafka_protocol::messages::api_versions_response::{FinalizedFeatureKey, SupportedFeatureKey};
+    use kafka_protocol::messages::api_versions_response::{
+        FinalizedFeatureKey, SupportedFeatureKey,
+    };
     let name = StrBytes::from_static_str("metadata.version");
     body.supported_features = vec![SupportedFeatureKey::default()
         .with_name(name.clone())

@@ -477,9 +477,7 @@ async fn leadership_duties(
             && grace_left.is_none()
             && committed.borrow().metadata.cluster_id.is_empty()
         {
-            let id = cluster_id
-                .clone()
-                .unwrap_or_else(random_cluster_id);
+            let id = cluster_id.clone().unwrap_or_else(random_cluster_id);
             match init_cluster_command(&id) {
                 None => cluster_done = true,
                 Some(cmd) => {
