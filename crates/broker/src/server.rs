@@ -204,7 +204,7 @@ pub async fn run(
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
     if !broker.config.cluster.is_single() {
-        crate::cluster::controlled_shutdown(&broker, Duration::from_secs(10)).await;
+        crate::cluster::controlled_shutdown(&broker, Duration::from_secs(5)).await;
     }
     let _ = stop_tx.send(true);
     let drained =

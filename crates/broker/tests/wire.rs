@@ -7,252 +7,15 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::*;
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
-use sluice_broker::{BrokerConfig, BrokerSettings};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use sluice_broker::BrokerSettings;
+use tokio::io::AsyncWriteExt;
 
-fn free_addr() -> String {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
-}
-
-struct TestBroker {
-    addr: String,
-    _dir: Option<tempfile::TempDir>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestBroker {
-    /// A broker on a fresh temp dir and a free port.
-    async fn start(settings: &[(&str, &str)]) -> TestBroker {
-        let dir = tempfile::tempdir().unwrap();
-        let addr = free_addr();
-        let mut b = TestBroker::launch(dir.path(), &addr, settings, None).await;
-        b._dir = Some(dir);
-        b
-    }
-
-    /// A broker on a given data dir and address (restart tests), optionally over a storage
-    /// backend other than the file system (fault injection).
-    async fn launch(
-        data_dir: &std::path::Path,
-        addr: &str,
-        settings: &[(&str, &str)],
-        backend: Option<std::sync::Arc<dyn sluice_storage::Backend>>,
-    ) -> TestBroker {
-        let map: BTreeMap<String, String> = settings
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
-        let (settings, _) = BrokerSettings::from_map(&map).unwrap();
-        let config = BrokerConfig {
-            listen: addr.to_string(),
-            advertised: None,
-            data_dir: data_dir.to_path_buf(),
-            node_id: 1,
-            http: None,
-            settings,
-            cluster: Default::default(),
-        };
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let shutdown = async move {
-            let _ = rx.await;
-        };
-        let task = tokio::spawn(async move {
-            match backend {
-                Some(be) => sluice_broker::run_with_backend(config, be, shutdown).await,
-                None => sluice_broker::run(config, shutdown).await,
-            }
-            .unwrap();
-        });
-        for _ in 0..200 {
-            if TcpStream::connect(addr).await.is_ok() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        TestBroker {
-            addr: addr.to_string(),
-            _dir: None,
-            stop: Some(tx),
-            task,
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(6), &mut self.task)
-            .await
-            .expect("broker stops within 6s")
-            .unwrap();
-    }
-}
-
-struct Conn {
-    s: TcpStream,
-    next: i32,
-}
-
-impl Conn {
-    async fn open(addr: &str) -> Conn {
-        Conn {
-            s: TcpStream::connect(addr).await.unwrap(),
-            next: 1,
-        }
-    }
-
-    async fn send<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
-        let cid = self.next;
-        self.next += 1;
-        let mut buf = BytesMut::new();
-        buf.put_i32(0);
-        RequestHeader::default()
-            .with_request_api_key(R::KEY)
-            .with_request_api_version(version)
-            .with_correlation_id(cid)
-            .with_client_id(Some(StrBytes::from_static_str("wire-test")))
-            .encode(&mut buf, R::header_version(version))
-            .unwrap();
-        req.encode(&mut buf, version).unwrap();
-        let len = (buf.len() - 4) as i32;
-        buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.s.write_all(&buf).await.unwrap();
-        let mut frame = self.read_frame().await.expect("response");
-        let hdr = ResponseHeader::decode(&mut frame, R::Response::header_version(version)).unwrap();
-        assert_eq!(hdr.correlation_id, cid);
-        R::Response::decode(&mut frame, version).unwrap()
-    }
-
-    async fn read_frame(&mut self) -> Option<Bytes> {
-        let mut len = [0u8; 4];
-        tokio::time::timeout(Duration::from_secs(10), self.s.read_exact(&mut len))
-            .await
-            .ok()?
-            .ok()?;
-        let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-        self.s.read_exact(&mut body).await.ok()?;
-        Some(Bytes::from(body))
-    }
-
-    /// True when the broker closed the connection.
-    async fn closed(&mut self) -> bool {
-        let mut b = [0u8; 1];
-        matches!(
-            tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut b)).await,
-            Ok(Ok(0)) | Ok(Err(_))
-        )
-    }
-}
-
-fn batch(records: &[(&str, &str)], compression: Compression, pid: i64, seq: i32) -> Bytes {
-    let now = 1_700_000_000_000i64;
-    let recs: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, (k, v))| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: pid,
-            producer_epoch: if pid >= 0 { 0 } else { -1 },
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch when offset - sequence changes, so keep it constant.
-            sequence: seq + i as i32,
-            timestamp: now + i as i64,
-            key: Some(Bytes::copy_from_slice(k.as_bytes())),
-            value: Some(Bytes::copy_from_slice(v.as_bytes())),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .unwrap();
-    buf.freeze()
-}
-
-async fn create_topic(c: &mut Conn, name: &str, partitions: i32) -> i16 {
-    let req = CreateTopicsRequest::default()
-        .with_topics(vec![create_topics_request::CreatableTopic::default()
-            .with_name(TopicName(StrBytes::from_string(name.into())))
-            .with_num_partitions(partitions)
-            .with_replication_factor(1)])
-        .with_timeout_ms(5000);
-    let resp = c.send(7, &req).await;
-    resp.topics[0].error_code
-}
-
-async fn produce(c: &mut Conn, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default()
-        .with_acks(-1)
-        .with_timeout_ms(5000)
-        .with_topic_data(vec![produce_request::TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.into())))
-            .with_partition_data(vec![
-                produce_request::PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(records)),
-            ])]);
-    let resp = c.send(9, &req).await;
-    let p = &resp.responses[0].partition_responses[0];
-    (p.error_code, p.base_offset)
-}
-
-async fn fetch(
-    c: &mut Conn,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-    max_wait: i32,
-) -> (i16, i64, Bytes) {
-    let req = FetchRequest::default()
-        .with_replica_id(BrokerId(-1))
-        .with_max_wait_ms(max_wait)
-        .with_min_bytes(1)
-        .with_max_bytes(1 << 20)
-        .with_topics(vec![fetch_request::FetchTopic::default()
-            .with_topic(TopicName(StrBytes::from_string(topic.into())))
-            .with_partitions(vec![fetch_request::FetchPartition::default()
-                .with_partition(partition)
-                .with_fetch_offset(offset)
-                .with_partition_max_bytes(1 << 20)])]);
-    let resp = c.send(12, &req).await;
-    let p = &resp.responses[0].partitions[0];
-    (
-        p.error_code,
-        p.high_watermark,
-        p.records.clone().unwrap_or_default(),
-    )
-}
-
-fn values(mut data: Bytes) -> Vec<(i64, String)> {
-    let mut out = Vec::new();
-    while data.has_remaining() {
-        let set = RecordBatchDecoder::decode(&mut data).unwrap();
-        for r in set.records {
-            out.push((
-                r.offset,
-                String::from_utf8(r.value.unwrap().to_vec()).unwrap(),
-            ));
-        }
-    }
-    out
-}
+mod common;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_versions_and_kip511() {
@@ -1320,5 +1083,99 @@ async fn empty_fetch_answers_at_once_and_transactions_fail_fast() {
         )
         .await;
     assert_eq!(r.error_code, 53);
+    b.stop().await;
+}
+
+/// A data dir written by the single-node version (its own metadata log under
+/// `__cluster_metadata/`, `producer-id-block`, no quorum files) opens without loss: its
+/// metadata seeds the quorum, the cluster id stays, and producer ids continue above the old
+/// allocator's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_node_data_dir_upgrades_into_the_quorum() {
+    use sluice_controller::{plan_create_topic, BrokerRegistration, Controller, MetadataCommand};
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let (host, port) = addr.rsplit_once(':').unwrap();
+    {
+        // What the single-node broker wrote: its registration and a topic, committed to the
+        // old store, plus meta.properties and the producer id bound.
+        let old = Controller::open(dir.path(), "legacy-cluster-id", 1).unwrap();
+        old.commit(MetadataCommand::RegisterBroker(BrokerRegistration {
+            node_id: 1,
+            incarnation_id: uuid::Uuid::nil(),
+            host: host.to_string(),
+            port: port.parse().unwrap(),
+            rack: None,
+        }))
+        .unwrap();
+        let md = old.metadata();
+        let cmd = plan_create_topic(
+            &md,
+            "legacy",
+            2,
+            1,
+            &BTreeMap::new(),
+            &BrokerSettings::default(),
+        )
+        .unwrap();
+        old.commit(cmd).unwrap();
+        std::fs::write(
+            dir.path().join("meta.properties"),
+            "version=1\ncluster.id=legacy-cluster-id\nnode.id=1\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("producer-id-block"), "5000").unwrap();
+    }
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
+    let mut c = Conn::open(&addr).await;
+    let md = c
+        .send(12, &MetadataRequest::default().with_topics(None))
+        .await;
+    assert_eq!(
+        md.cluster_id.as_ref().map(|s| s.to_string()).as_deref(),
+        Some("legacy-cluster-id")
+    );
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("legacy"))
+        .expect("the old topic survives the upgrade");
+    assert_eq!(t.partitions.len(), 2);
+    assert!(t.partitions.iter().all(|p| p.leader_id.0 == 1));
+    let (code, _) = produce(&mut c, "legacy", 1, batch(&[("k", "v")], Compression::None, -1, 0)).await;
+    assert_eq!(code, 0);
+    let (_, hw, _) = fetch(&mut c, "legacy", 1, 0, 0).await;
+    assert_eq!(hw, 1);
+    let pid = c
+        .send(
+            4,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(None)
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+    assert_eq!(pid.error_code, 0);
+    assert!(
+        pid.producer_id.0 >= 5000,
+        "producer id {} reuses the old allocator's range",
+        pid.producer_id.0
+    );
+    drop(c);
+    b.stop().await;
+    // A second start uses the quorum's own state (not the old store) and still has it all.
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
+    let mut c = Conn::open(&addr).await;
+    let md = c
+        .send(12, &MetadataRequest::default().with_topics(None))
+        .await;
+    assert!(md
+        .topics
+        .iter()
+        .any(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("legacy")));
+    let (_, hw, _) = fetch(&mut c, "legacy", 1, 0, 0).await;
+    assert_eq!(hw, 1);
+    drop(c);
     b.stop().await;
 }

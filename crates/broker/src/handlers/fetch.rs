@@ -69,6 +69,7 @@ pub async fn handle(
                 .fetch_add(bytes as u64, Ordering::Relaxed);
             let mut resp = FetchResponse::default();
             resp.responses = topics;
+            add_leader_hints(broker, version, &mut resp);
             return Ok(resp);
         }
         tokio::select! {
@@ -110,6 +111,48 @@ fn resolve(broker: &Broker, req: &FetchRequest, version: i16) -> Resolved {
                 .collect()
         })
         .collect()
+}
+
+/// KIP-951: `current_leader` (v12+) on partitions refused because another broker leads them,
+/// and `node_endpoints` (v16+) for those leaders.
+fn add_leader_hints(broker: &Broker, version: i16, resp: &mut FetchResponse) {
+    use super::leader_hint::{current_leader, endpoints, wants_hint};
+    if version < 12 {
+        return;
+    }
+    let md = broker.metadata();
+    let mut hinted = std::collections::BTreeSet::new();
+    for t in &mut resp.responses {
+        let name = if version >= 13 {
+            md.topic_by_id(&t.topic_id).map(|x| x.name.clone())
+        } else {
+            Some(t.topic.to_string())
+        };
+        let Some(name) = name else { continue };
+        for p in &mut t.partitions {
+            if !wants_hint(p.error_code) {
+                continue;
+            }
+            if let Some((id, epoch)) = current_leader(&md, &name, p.partition_index) {
+                p.current_leader.leader_id = kafka_protocol::messages::BrokerId(id);
+                p.current_leader.leader_epoch = epoch;
+                hinted.insert(id);
+            }
+        }
+    }
+    if version >= 16 {
+        resp.node_endpoints = endpoints(&md, &hinted)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                let mut e = kafka_protocol::messages::fetch_response::NodeEndpoint::default();
+                e.node_id = kafka_protocol::messages::BrokerId(id);
+                e.host = sb(host);
+                e.port = port;
+                e.rack = rack.map(sb);
+                e
+            })
+            .collect();
+    }
 }
 
 /// One pass over the requested partitions. Returns (topics, record bytes, any partition error).

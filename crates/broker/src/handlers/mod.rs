@@ -8,6 +8,7 @@ mod delete_records;
 mod fetch;
 pub mod forward;
 mod groups;
+mod leader_hint;
 mod list_offsets;
 mod metadata;
 mod produce;

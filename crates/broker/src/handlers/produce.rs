@@ -23,6 +23,7 @@ pub async fn handle(
     let acks = req.acks;
     let md = broker.metadata();
     let mut responses = Vec::with_capacity(req.topic_data.len());
+    let mut hinted = std::collections::BTreeSet::new();
     for topic in req.topic_data {
         let name: Option<String> = if version >= 13 {
             md.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
@@ -68,6 +69,16 @@ pub async fn handle(
                         refusal.message
                     );
                     r.error_code = refusal.code;
+                    if version >= 10 && super::leader_hint::wants_hint(refusal.code) {
+                        if let Some((id, epoch)) = name
+                            .as_deref()
+                            .and_then(|n| super::leader_hint::current_leader(&md, n, p.index))
+                        {
+                            r.current_leader.leader_id = kafka_protocol::messages::BrokerId(id);
+                            r.current_leader.leader_epoch = epoch;
+                            hinted.insert(id);
+                        }
+                    }
                     // error_message and record_errors (KIP-467) exist from v8.
                     if version >= 8 {
                         r.error_message = Some(sb(refusal.message));
@@ -100,6 +111,19 @@ pub async fn handle(
     }
     let mut resp = ProduceResponse::default();
     resp.responses = responses;
+    if version >= 10 {
+        resp.node_endpoints = super::leader_hint::endpoints(&md, &hinted)
+            .into_iter()
+            .map(|(id, host, port, rack)| {
+                let mut e = kafka_protocol::messages::produce_response::NodeEndpoint::default();
+                e.node_id = kafka_protocol::messages::BrokerId(id);
+                e.host = sb(host);
+                e.port = port;
+                e.rack = rack.map(sb);
+                e
+            })
+            .collect();
+    }
     Some(resp)
 }
 
