@@ -50,6 +50,7 @@ mod error;
 pub mod heartbeats;
 pub mod metadata;
 pub mod quorum;
+pub mod status;
 #[cfg(test)]
 mod sim;
 pub mod store;
