@@ -2,8 +2,8 @@
 
 use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
 use kafka_protocol::messages::{
-    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
-    DescribeQuorumResponse, TopicName,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest, DescribeQuorumResponse,
+    TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -17,7 +17,9 @@ impl Client {
     async fn cluster_candidates(&mut self) -> Result<Vec<String>> {
         let md = self.metadata(Some(&[])).await?;
         if md.brokers.is_empty() {
-            return Err(ClientError::InvalidInput("the cluster has no brokers".into()));
+            return Err(ClientError::InvalidInput(
+                "the cluster has no brokers".into(),
+            ));
         }
         Ok(md.brokers.iter().map(|b| b.addr()).collect())
     }

@@ -50,9 +50,9 @@ mod error;
 pub mod heartbeats;
 pub mod metadata;
 pub mod quorum;
-pub mod status;
 #[cfg(test)]
 mod sim;
+pub mod status;
 pub mod store;
 
 pub use config::{

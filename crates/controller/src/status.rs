@@ -168,7 +168,11 @@ pub fn cluster_status(
 }
 
 /// The status document of `view`, quorum status `q` and the `voters` (id → `host:port`).
-pub fn build(view: &ClusterView, q: &QuorumStatus, voters: &BTreeMap<i32, String>) -> ClusterStatus {
+pub fn build(
+    view: &ClusterView,
+    q: &QuorumStatus,
+    voters: &BTreeMap<i32, String>,
+) -> ClusterStatus {
     let hw = q.high_watermark;
     let summary = |r: &crate::ReplicaStatus| ReplicaSummary {
         id: r.node_id,

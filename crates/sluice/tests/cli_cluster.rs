@@ -16,12 +16,18 @@ fn status_with_lags(c: &Cluster) -> Value {
         let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         if out.status.success() {
             let doc = parse_json(&stdout);
-            let voters = doc["quorum"]["voters"].as_array().cloned().unwrap_or_default();
+            let voters = doc["quorum"]["voters"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
             let nodes = doc["nodes"].as_array().map(Vec::len).unwrap_or(0);
             let fenced = doc["nodes"]
                 .as_array()
                 .is_some_and(|n| n.iter().any(|n| n["fenced"] == true));
-            if voters.len() == 3 && nodes == 3 && !fenced && voters.iter().all(|v| v["lag"].is_u64())
+            if voters.len() == 3
+                && nodes == 3
+                && !fenced
+                && voters.iter().all(|v| v["lag"].is_u64())
             {
                 return doc;
             }
@@ -49,7 +55,11 @@ fn cluster_status_cli_and_http_agree() {
         .collect();
     assert_eq!(ids, vec![1, 2, 3]);
     for n in doc["nodes"].as_array().expect("nodes") {
-        assert_eq!(n["roles"], serde_json::json!(["broker", "controller"]), "{n}");
+        assert_eq!(
+            n["roles"],
+            serde_json::json!(["broker", "controller"]),
+            "{n}"
+        );
         assert!(n["endpoints"]["kafka"].is_string(), "{n}");
         assert!(n["endpoints"]["controller"].is_string(), "{n}");
     }
@@ -82,5 +92,8 @@ fn cluster_status_cli_and_http_agree() {
     );
     assert!(metrics.contains("sluice_fenced_brokers 0"), "{metrics}");
     assert!(metrics.contains("sluice_offline_partitions 0"), "{metrics}");
-    assert!(metrics.contains("sluice_quorum_commit_lag{voter=\"1\"}"), "{metrics}");
+    assert!(
+        metrics.contains("sluice_quorum_commit_lag{voter=\"1\"}"),
+        "{metrics}"
+    );
 }

@@ -6,7 +6,7 @@
 use kafka_protocol::messages::describe_quorum_response::{
     Listener, Node, PartitionData, ReplicaState, TopicData,
 };
-use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse, TopicName};
+use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
 use sluice_controller::{QuorumStatus, ReplicaStatus};
 
 use super::sb;
@@ -84,7 +84,11 @@ fn split_endpoint(ep: &str) -> Option<(String, u16)> {
 }
 
 /// The response to `req` from quorum status `q` (pure; the version decides the shape).
-pub fn build(req: &DescribeQuorumRequest, q: &QuorumStatus, version: i16) -> DescribeQuorumResponse {
+pub fn build(
+    req: &DescribeQuorumRequest,
+    q: &QuorumStatus,
+    version: i16,
+) -> DescribeQuorumResponse {
     let mut resp = DescribeQuorumResponse::default();
     for t in &req.topics {
         let mut td = TopicData::default();
@@ -142,9 +146,11 @@ pub fn build(req: &DescribeQuorumRequest, q: &QuorumStatus, version: i16) -> Des
     resp
 }
 
-/// A DescribeQuorum request for `__cluster_metadata`-0 (tests and tools).
+/// A DescribeQuorum request for `__cluster_metadata`-0.
+#[cfg(test)]
 pub fn metadata_quorum_request() -> DescribeQuorumRequest {
     use kafka_protocol::messages::describe_quorum_request as rq;
+    use kafka_protocol::messages::TopicName;
     let mut p = rq::PartitionData::default();
     p.partition_index = 0;
     let mut t = rq::TopicData::default();

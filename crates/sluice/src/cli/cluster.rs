@@ -90,7 +90,9 @@ fn quorum_from(resp: &DescribeQuorumResponse) -> (QuorumStatus, BTreeMap<i32, St
     let q = QuorumStatus {
         node_id: -1,
         leader_id: part.map(|p| p.leader_id.0).filter(|id| *id >= 0),
-        term: part.and_then(|p| u64::try_from(p.leader_epoch).ok()).unwrap_or(0),
+        term: part
+            .and_then(|p| u64::try_from(p.leader_epoch).ok())
+            .unwrap_or(0),
         high_watermark: part.and_then(|p| opt(p.high_watermark)).unwrap_or(0),
         replicas,
     };
@@ -177,7 +179,14 @@ fn render_table(s: &ClusterStatus) -> String {
     let mut rows = replica_rows("follower", &s.quorum.voters);
     rows.extend(replica_rows("observer", &s.quorum.observers));
     out.push_str(&table(
-        &["VOTER", "STATE", "ENDPOINT", "LOG-END", "LAG", "CAUGHT-UP-MS"],
+        &[
+            "VOTER",
+            "STATE",
+            "ENDPOINT",
+            "LOG-END",
+            "LAG",
+            "CAUGHT-UP-MS",
+        ],
         &rows,
     ));
     let led: Vec<Vec<String>> = s
