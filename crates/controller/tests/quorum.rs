@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use sluice_controller::quorum::LeaderHandler;
 use sluice_controller::{
-    BrokerInfo, ControllerError, Metadata, MetadataCommand, Quorum, QuorumConfig,
+    BrokerRegistration, ControllerError, Metadata, MetadataCommand, Quorum, QuorumConfig,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -36,7 +36,8 @@ fn cfg(id: i32, listen: SocketAddr, voters: &BTreeMap<i32, String>, dir: &Path) 
 }
 
 fn register(id: i32) -> MetadataCommand {
-    MetadataCommand::RegisterBroker(BrokerInfo {
+    MetadataCommand::RegisterBroker(BrokerRegistration {
+        incarnation_id: uuid::Uuid::nil(),
         node_id: id,
         host: "localhost".into(),
         port: 9092 + id,
