@@ -29,6 +29,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/health/live", get(|| async { "ok\n" }))
         .route("/health/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/v1/cluster", get(cluster_status))
         .route("/v1/groups", get(list_groups))
         .route("/v1/groups/{group}", get(describe_group))
         .route("/v1/metadata", get(metadata_image))
@@ -112,7 +113,14 @@ async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
             lag.status.code()
         );
     }
+    crate::cluster::status::render_gauges(&crate::cluster::status::current(b).await, &mut text);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// `GET /v1/cluster`: the cluster status document (see `sluice_controller::status`).
+async fn cluster_status(State(s): State<AppState>) -> Json<Value> {
+    let doc = crate::cluster::status::current(&s.broker).await;
+    Json(serde_json::to_value(doc).unwrap_or(Value::Null))
 }
 
 async fn list_groups(State(s): State<AppState>) -> Json<Value> {

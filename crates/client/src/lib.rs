@@ -11,6 +11,7 @@
 //! caller keeps the fetch positions ([`FetchPosition`]) of the partitions it is assigned.
 
 mod client;
+mod cluster;
 mod configs;
 mod conn;
 mod error;
@@ -24,6 +25,7 @@ pub use client::{
     ConfigSource, CreatedTopic, FetchOptions, FetchPosition, FetchedPartition, NewTopic,
     OffsetSpec, PartitionInfo, ProduceOutcome, TopicInfo, TopicResults,
 };
+pub use cluster::METADATA_TOPIC;
 pub use configs::{
     AlterConfigOpKind, ConfigChange, ConfigResource, ConfigSynonym, DescribedConfig,
 };

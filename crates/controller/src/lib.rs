@@ -52,6 +52,7 @@ pub mod metadata;
 pub mod quorum;
 #[cfg(test)]
 mod sim;
+pub mod status;
 pub mod store;
 
 pub use config::{

@@ -31,6 +31,11 @@ pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
     (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
+    // Answered from the metadata quorum leader's view (`__cluster_metadata`-0).
+    (
+        ApiKey::DescribeQuorum,
+        clamp(DescribeQuorumRequest::VERSIONS, 0, 2),
+    ),
     // Consumer groups (classic protocol). Request VERSIONS, not ApiKey ranges: the crate's
     // OffsetCommit/OffsetFetch decoders stop at v9 (v10 carries topic ids).
     (ApiKey::FindCoordinator, FindCoordinatorRequest::VERSIONS),

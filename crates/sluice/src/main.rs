@@ -31,6 +31,8 @@ enum Command {
     Groups(cli::GroupsArgs),
     /// Describe and alter topic and broker configs.
     Configs(cli::ConfigsArgs),
+    /// Cluster status: nodes, metadata quorum (leader, voters' lag), partitions led.
+    Cluster(cli::ClusterArgs),
 }
 
 /// `sluice --bootstrap-server H:P topics ...`: the shared connection flag may also come before
@@ -69,6 +71,7 @@ fn main() -> anyhow::Result<()> {
         Command::Consume(args) => cli::run(cli::Tool::Consume(args)),
         Command::Groups(args) => cli::run(cli::Tool::Groups(args)),
         Command::Configs(args) => cli::run(cli::Tool::Configs(args)),
+        Command::Cluster(args) => cli::run(cli::Tool::Cluster(args)),
     }
 }
 

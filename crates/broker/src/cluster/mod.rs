@@ -3,6 +3,7 @@
 
 pub mod controller;
 pub mod rpc;
+pub mod status;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -412,7 +412,7 @@ pub fn describe_cluster(broker: &Broker, req: DescribeClusterRequest) -> Describ
             e.host = sb(b.host.clone());
             e.port = b.port;
             e.rack = b.rack.clone().map(sb);
-            e.is_fenced = b.fenced;
+            e.is_fenced = req.include_fenced_brokers && b.fenced; // v2+ only
             e
         })
         .collect();

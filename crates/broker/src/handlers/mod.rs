@@ -5,6 +5,7 @@
 mod admin;
 mod configs;
 mod delete_records;
+pub mod describe_quorum;
 mod fetch;
 pub mod forward;
 mod groups;
@@ -104,6 +105,9 @@ pub async fn handle(
         RequestKind::DescribeCluster(r) => {
             ResponseKind::DescribeCluster(admin::describe_cluster(broker, r))
         }
+        RequestKind::DescribeQuorum(r) => {
+            ResponseKind::DescribeQuorum(describe_quorum::handle(broker, r, version).await)
+        }
         RequestKind::AlterConfigs(r) => {
             ResponseKind::AlterConfigs(configs::alter_configs(broker, r).await)
         }
@@ -180,6 +184,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeConfigs => "DescribeConfigs",
         ApiKey::DescribeCluster => "DescribeCluster",
+        ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::InitProducerId => "InitProducerId",
         ApiKey::DeleteRecords => "DeleteRecords",
         ApiKey::AlterConfigs => "AlterConfigs",

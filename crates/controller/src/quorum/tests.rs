@@ -10,7 +10,7 @@ use openraft::{Entry, EntryPayload, RaftLogReader};
 use super::log_store::LogStore;
 use super::state_machine::StateMachine;
 use super::types::{RaftCommand, StorageError, TypeConfig};
-use crate::{BrokerInfo, MetadataCommand};
+use crate::{BrokerRegistration, MetadataCommand};
 
 struct Builder;
 
@@ -32,7 +32,8 @@ fn entry(index: u64) -> Entry<TypeConfig> {
     Entry {
         log_id: log_id(1, 1, index),
         payload: EntryPayload::Normal(RaftCommand::Metadata(MetadataCommand::RegisterBroker(
-            BrokerInfo {
+            BrokerRegistration {
+                incarnation_id: uuid::Uuid::nil(),
                 node_id: index as i32,
                 host: "h".into(),
                 port: 9092,

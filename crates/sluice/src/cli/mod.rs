@@ -1,10 +1,11 @@
 //! Console tools: `sluice topics`, `sluice produce`, `sluice consume`, `sluice groups`,
-//! `sluice configs`.
+//! `sluice configs`, `sluice cluster`.
 //!
 //! Each tool runs on its own tokio runtime (the binary's `main` stays synchronous because
 //! `sluice broker` builds its own runtime). Errors are printed as `error: ...` with exit code 1;
 //! a closed stdout (e.g. `| head`) ends a tool quietly with exit code 0.
 
+mod cluster;
 mod configs;
 mod consume;
 mod groups;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use sluice_client::{Client, ClientConfig};
 
+pub use cluster::ClusterArgs;
 pub use configs::ConfigsArgs;
 pub use consume::ConsumeArgs;
 pub use groups::GroupsArgs;
@@ -75,6 +77,8 @@ pub enum Tool {
     Groups(GroupsArgs),
     /// `sluice configs ...`
     Configs(ConfigsArgs),
+    /// `sluice cluster ...`
+    Cluster(ClusterArgs),
 }
 
 /// Runs a console tool to completion and exits the process with its status.
@@ -97,6 +101,7 @@ pub fn run(tool: Tool) -> ! {
             Tool::Consume(args) => consume::run(args).await,
             Tool::Groups(args) => groups::run(args).await,
             Tool::Configs(args) => configs::run(args).await,
+            Tool::Cluster(args) => cluster::run(args).await,
         }
     });
     // Do not wait for the blocking stdin reader thread (it may be parked in a read).

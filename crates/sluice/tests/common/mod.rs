@@ -292,3 +292,167 @@ pub fn wait_with_timeout(mut child: Child, limit: Duration, args: &[&str]) -> Ou
     }
     out
 }
+
+/// One node of a [`Cluster`]: a `sluice broker` process that is a broker and a quorum voter.
+pub struct ClusterNode {
+    /// Node id (1..n).
+    pub id: i32,
+    /// Kafka `host:port`.
+    pub bootstrap: String,
+    /// HTTP `host:port`.
+    pub http: String,
+    child: Child,
+    log: Arc<Mutex<String>>,
+}
+
+/// A cluster of `n` combined broker+controller nodes on loopback, each with its own data dir
+/// and HTTP port; killed and removed on drop.
+pub struct Cluster {
+    /// The nodes, by id order.
+    pub nodes: Vec<ClusterNode>,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (`--controller-quorum` naming all of them) and waits until each has
+    /// logged `listening on`.
+    pub fn start(n: i32) -> Cluster {
+        let dir = std::env::temp_dir().join(unique("sluice-cluster-test"));
+        std::fs::create_dir_all(&dir).expect("create cluster dir");
+        let ports: Vec<(u16, u16, u16)> = (0..n)
+            .map(|_| (free_port(), free_port(), free_port()))
+            .collect();
+        let quorum = ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{}", i + 1, p.1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        let mut ready = Vec::new();
+        for (i, (kafka, ctl, http)) in ports.iter().enumerate() {
+            let id = i as i32 + 1;
+            let data = dir.join(format!("node{id}"));
+            let listen = format!("127.0.0.1:{kafka}");
+            let mut child = Command::new(SLUICE)
+                .args(["broker", "--node-id", &id.to_string()])
+                .args(["--listen", &listen, "--advertised", &listen])
+                .args(["--controller-listen", &format!("127.0.0.1:{ctl}")])
+                .args(["--controller-quorum", &quorum])
+                .arg("--data-dir")
+                .arg(&data)
+                .args(["--http", &format!("127.0.0.1:{http}")])
+                .env_remove("SLUICE_CONFIG")
+                .env_remove("SLUICE_SET")
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn sluice broker");
+            let log = Arc::new(Mutex::new(String::new()));
+            let (tx, rx) = mpsc::channel::<()>();
+            let pipes: Vec<Box<dyn Read + Send>> = vec![
+                Box::new(child.stdout.take().expect("stdout")),
+                Box::new(child.stderr.take().expect("stderr")),
+            ];
+            for pipe in pipes {
+                let log = Arc::clone(&log);
+                let tx = tx.clone();
+                std::thread::spawn(move || {
+                    for line in BufReader::new(pipe).lines() {
+                        let Ok(line) = line else { break };
+                        if line.contains("listening on") {
+                            let _ = tx.send(());
+                        }
+                        if let Ok(mut l) = log.lock() {
+                            l.push_str(&line);
+                            l.push('\n');
+                        }
+                    }
+                });
+            }
+            ready.push(rx);
+            nodes.push(ClusterNode {
+                id,
+                bootstrap: listen,
+                http: format!("127.0.0.1:{http}"),
+                child,
+                log,
+            });
+        }
+        let cluster = Cluster { nodes, dir };
+        let deadline = Instant::now() + BROKER_START_TIMEOUT;
+        for (i, rx) in ready.iter().enumerate() {
+            while rx.recv_timeout(Duration::from_millis(100)).is_err() {
+                if Instant::now() > deadline {
+                    panic!(
+                        "node {} did not log 'listening on' in time:\n{}",
+                        i + 1,
+                        cluster.logs()
+                    );
+                }
+            }
+        }
+        cluster
+    }
+
+    /// Every node's log so far.
+    pub fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| {
+                format!(
+                    "--- node {} ---\n{}",
+                    n.id,
+                    n.log.lock().map(|l| l.clone()).unwrap_or_default()
+                )
+            })
+            .collect()
+    }
+
+    /// Runs `sluice ARGS --bootstrap-server <node 1>` and returns its output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        let child = Command::new(SLUICE)
+            .args(args)
+            .args(["--bootstrap-server", &self.nodes[0].bootstrap])
+            .env_remove("SLUICE_BOOTSTRAP_SERVER")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sluice");
+        wait_with_timeout(child, COMMAND_TIMEOUT, args)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for n in &mut self.nodes {
+            let _ = n.child.kill();
+            let _ = n.child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// `GET http://ADDR/PATH` (HTTP/1.0, no keep-alive); returns the status code and body.
+pub fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let code = raw
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = raw
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    Ok((code, body))
+}
