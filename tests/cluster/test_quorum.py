@@ -44,15 +44,16 @@ def create(bootstrap: str, name: str, partitions: int) -> None:
     from confluent_kafka.admin import AdminClient, NewTopic
     from confluent_kafka import KafkaException
 
-    a = AdminClient({"bootstrap.servers": bootstrap})
-
     def attempt():
+        # A new client per attempt: librdkafka keeps asking a controller it learned before.
+        a = AdminClient({"bootstrap.servers": bootstrap})
         try:
             a.create_topics([NewTopic(name, partitions, 1)], request_timeout=10)[name].result(15)
             return True
         except KafkaException as e:
             if e.args[0].code() == 36:  # TOPIC_ALREADY_EXISTS: an earlier attempt succeeded
                 return True
+            print(f"create {name}: {e}")
             return False
     wait_until(attempt, 60, f"create {name}", interval=1.0)
 
@@ -61,9 +62,8 @@ def delete(bootstrap: str, name: str) -> None:
     from confluent_kafka.admin import AdminClient
     from confluent_kafka import KafkaException
 
-    a = AdminClient({"bootstrap.servers": bootstrap})
-
     def attempt():
+        a = AdminClient({"bootstrap.servers": bootstrap})
         try:
             a.delete_topics([name], request_timeout=10)[name].result(15)
             return True

@@ -283,9 +283,8 @@ async fn wait_for_cluster_id(quorum: &sluice_controller::Quorum) -> String {
         if !id.is_empty() {
             return id;
         }
-        match tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
-            Ok(Err(_)) => std::future::pending::<()>().await,
-            _ => {}
+        if let Ok(Err(_)) = tokio::time::timeout(Duration::from_secs(1), rx.changed()).await {
+            std::future::pending::<()>().await;
         }
         if started.elapsed() > next_log {
             tracing::warn!(

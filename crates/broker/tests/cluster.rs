@@ -43,7 +43,8 @@ async fn start_cluster(n: i32) -> Cluster {
 }
 
 async fn metadata(c: &mut Conn) -> MetadataResponse {
-    c.send(12, &MetadataRequest::default().with_topics(None)).await
+    c.send(12, &MetadataRequest::default().with_topics(None))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -96,9 +97,11 @@ async fn three_nodes_spread_partitions_and_hint_the_leader() {
         .with_timeout_ms(5000)
         .with_topic_data(vec![produce_request::TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_static_str("spread")))
-            .with_partition_data(vec![produce_request::PartitionProduceData::default()
-                .with_index(part)
-                .with_records(Some(batch(&[("k", "v")], Compression::None, -1, 0)))])]);
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(part)
+                    .with_records(Some(batch(&[("k", "v")], Compression::None, -1, 0))),
+            ])]);
     let resp = c1.send(11, &req).await;
     let p = &resp.responses[0].partition_responses[0];
     assert_eq!(p.error_code, 6);

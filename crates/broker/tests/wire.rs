@@ -1142,7 +1142,13 @@ async fn single_node_data_dir_upgrades_into_the_quorum() {
         .expect("the old topic survives the upgrade");
     assert_eq!(t.partitions.len(), 2);
     assert!(t.partitions.iter().all(|p| p.leader_id.0 == 1));
-    let (code, _) = produce(&mut c, "legacy", 1, batch(&[("k", "v")], Compression::None, -1, 0)).await;
+    let (code, _) = produce(
+        &mut c,
+        "legacy",
+        1,
+        batch(&[("k", "v")], Compression::None, -1, 0),
+    )
+    .await;
     assert_eq!(code, 0);
     let (_, hw, _) = fetch(&mut c, "legacy", 1, 0, 0).await;
     assert_eq!(hw, 1);

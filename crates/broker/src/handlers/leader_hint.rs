@@ -16,7 +16,11 @@ pub fn wants_hint(code: i16) -> bool {
 
 /// (leader id, leader epoch) of a partition, when it has a live leader.
 pub fn current_leader(md: &Metadata, topic: &str, partition: i32) -> Option<(i32, i32)> {
-    let p = md.topics.get(topic)?.partitions.get(usize::try_from(partition).ok()?)?;
+    let p = md
+        .topics
+        .get(topic)?
+        .partitions
+        .get(usize::try_from(partition).ok()?)?;
     let live = md.brokers.get(&p.leader).is_some_and(|b| !b.fenced);
     live.then_some((p.leader, p.leader_epoch))
 }

@@ -91,19 +91,20 @@ pub async fn handle(broker: &Arc<Broker>, req: MetadataRequest, version: i16) ->
     resp
 }
 
-/// The "controller" clients are told about: as in KRaft, a live broker (clients send admin
-/// requests there and it forwards them to the active controller): the quorum leader when it
-/// is an unfenced broker, else the lowest unfenced broker id, else this broker.
+/// The "controller" clients are told about. As in KRaft this is a live broker, not the
+/// quorum leader: clients send admin requests there and it forwards them to the active
+/// controller. Sluice names the broker answering (the client is connected to it already, and
+/// it stays a valid answer when the quorum leader dies), else the lowest unfenced broker.
 pub fn controller_id(broker: &Broker, md: &Metadata) -> i32 {
-    let live = |id: i32| md.brokers.get(&id).is_some_and(|b| !b.fenced);
-    if let Some(l) = broker.quorum.leader_id().filter(|l| live(*l)) {
-        return l;
+    let me = broker.config.node_id;
+    if md.brokers.get(&me).is_some_and(|b| !b.fenced) {
+        return me;
     }
     md.brokers
         .values()
         .find(|b| !b.fenced)
         .map(|b| b.node_id)
-        .unwrap_or(broker.config.node_id)
+        .unwrap_or(me)
 }
 
 /// Unfenced brokers (a fenced or shut-down broker is not given to clients).

@@ -266,4 +266,3 @@ pub fn values(mut data: Bytes) -> Vec<(i64, String)> {
     }
     out
 }
-
