@@ -442,10 +442,16 @@ mod tests {
     fn openmetrics_ends_with_eof_and_escapes_labels() {
         let m = Metrics::default();
         m.topic_bytes("we\"ird\\t\nopic", 1, true);
+        m.observe_request("Fetch", 0.01);
         let text = m.render(Scrape::new(0, 0), true);
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.contains("sluice_topic_bytes_in_total{topic=\"we\\\"ird\\\\t\\nopic\"} 1"));
         assert!(text.contains("# TYPE sluice_requests counter\n"));
+        assert!(text.contains("sluice_requests_total{api=\"Fetch\"} 1\n"));
+        let prom = m.render(Scrape::new(0, 0), false);
+        assert!(!prom.contains("# EOF"));
+        assert!(prom.contains("# TYPE sluice_requests_total counter\n"));
+        assert!(prom.contains("sluice_topic_bytes_in_total{topic=\"we\\\"ird\\\\t\\nopic\"} 1"));
     }
 }

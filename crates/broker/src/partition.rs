@@ -408,6 +408,7 @@ pub(crate) mod tests {
                     leader_epoch: *epoch,
                     replicas: replicas.to_vec(),
                     isr: replicas.to_vec(),
+                    partition_epoch: 0,
                 })
                 .collect();
             md.apply(&MetadataCommand::CreateTopic {

@@ -524,6 +524,7 @@ mod tests {
                 leader_epoch: 0,
                 replicas: vec![ME],
                 isr: vec![ME],
+                partition_epoch: 0,
             });
         assert_eq!(
             plan(&prev, &next, ME),
