@@ -76,6 +76,8 @@ pub fn max_fds() -> Option<u64> {
     if rc != 0 || r.rlim_cur == libc::RLIM_INFINITY {
         return None;
     }
+    // rlim_t is u64 on Linux but not on every platform.
+    #[allow(clippy::useless_conversion)]
     u64::try_from(r.rlim_cur).ok()
 }
 
@@ -181,12 +183,10 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
-    fn open_fds_counts_a_new_file() {
-        let before = open_fds().unwrap();
-        let f = std::fs::File::open("/proc/self/statm").unwrap();
-        let with = open_fds().unwrap();
-        drop(f);
-        // Other test threads may open files too; a new descriptor is at least visible.
-        assert!(with >= 1 && (with > before || with >= before));
+    fn file_descriptors_are_counted() {
+        // At least stdin, stdout and stderr, and never more than the limit.
+        let open = open_fds().unwrap();
+        assert!(open >= 3, "{open}");
+        assert!(max_fds().is_none_or(|max| open <= max));
     }
 }

@@ -161,15 +161,16 @@ impl Metrics {
         self.request_duration.get_or_create(&labels).observe(secs);
     }
 
-    /// The counters of `topic`, created on first use.
-    fn topic(&self, topic: &str) -> TopicCounters {
+    /// Runs `f` on the counters of `topic`, created on first use (the common case takes one
+    /// shared read lock and no allocation).
+    fn with_topic(&self, topic: &str, f: impl FnOnce(&TopicCounters)) {
         if let Some(c) = self
             .topics
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(topic)
         {
-            return c.clone();
+            return f(c);
         }
         let labels = TopicLabels {
             topic: topic.to_string(),
@@ -179,29 +180,28 @@ impl Metrics {
             bytes_out: self.topic_bytes_out.get_or_create_owned(&labels),
             messages_in: self.topic_messages_in.get_or_create_owned(&labels),
         };
-        self.topics
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(labels.topic)
-            .or_insert(c)
-            .clone()
+        let mut topics = self.topics.write().unwrap_or_else(|p| p.into_inner());
+        f(topics.entry(labels.topic).or_insert(c));
     }
 
     /// Counts record bytes appended to (`inbound`) or fetched from a topic.
     pub fn topic_bytes(&self, topic: &str, n: u64, inbound: bool) {
-        let c = self.topic(topic);
-        if inbound {
-            c.bytes_in.inc_by(n);
-        } else {
-            c.bytes_out.inc_by(n);
-        }
+        self.with_topic(topic, |c| {
+            if inbound {
+                c.bytes_in.inc_by(n);
+            } else {
+                c.bytes_out.inc_by(n);
+            }
+        });
     }
 
     /// Counts `records` records appended to `topic` (Kafka's MessagesInPerSec).
     pub fn topic_messages_in(&self, topic: &str, records: i64) {
         let n = u64::try_from(records).unwrap_or(0);
         self.messages_in.inc_by(n);
-        self.topic(topic).messages_in.inc_by(n);
+        self.with_topic(topic, |c| {
+            c.messages_in.inc_by(n);
+        });
     }
 
     /// Encodes this broker's metrics followed by the per-scrape ones, in the Prometheus text
@@ -281,7 +281,7 @@ impl Scrape {
             "Partitions hosted by this broker",
             ConstGauge::new(gauge_value(partitions)),
         );
-        let s = Scrape {
+        let mut s = Scrape {
             log_end_offset: Family::default(),
             log_start_offset: Family::default(),
             log_size: Family::default(),
@@ -290,7 +290,6 @@ impl Scrape {
             group_status: Family::default(),
             registry,
         };
-        let mut s = s;
         let families: [(&str, &str, Family<PartitionLabels, Gauge>); 4] = [
             (
                 "sluice_log_end_offset",

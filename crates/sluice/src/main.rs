@@ -80,7 +80,9 @@ fn man_page(path: &[String]) -> anyhow::Result<Vec<u8>> {
         cmd = sub;
     }
     let mut out = Vec::new();
-    clap_mangen::Man::new(cmd).render(&mut out)?;
+    clap_mangen::Man::new(cmd)
+        .source(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut out)?;
     Ok(out)
 }
 
@@ -97,7 +99,13 @@ fn main() -> anyhow::Result<()> {
         Command::Groups(args) => cli::run(cli::Tool::Groups(args)),
         Command::Configs(args) => cli::run(cli::Tool::Configs(args)),
         Command::Completions { shell } => write_stdout(&completions(shell)),
-        Command::Man { command } => write_stdout(&man_page(&command)?),
+        Command::Man { command } => match man_page(&command) {
+            Ok(page) => write_stdout(&page),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2)
+            }
+        },
     }
 }
 
@@ -133,7 +141,10 @@ mod tests {
         assert!(top.contains("completions"));
         let sub =
             String::from_utf8(man_page(&["topics".into(), "create".into()]).unwrap()).unwrap();
-        assert!(sub.contains(".TH sluice-topics-create"), "{sub}");
+        assert!(
+            sub.contains(".TH sluice-topics-create 1  \"sluice "),
+            "{sub}"
+        );
         assert!(sub.contains("partitions"));
         assert!(man_page(&["nope".into()]).is_err());
     }
