@@ -2,9 +2,14 @@
 //!
 //! The broker crate does not choose the allocator: the `sluice` binary does (jemalloc) and
 //! registers a reader here with [`set_allocator_stats`]. Embedders and tests that keep the
-//! system allocator register nothing, and `/metrics` then shows only the process RSS.
+//! system allocator register nothing, and `/metrics` then shows only the process figures
+//! (resident memory, open and maximum file descriptors).
 
 use std::sync::OnceLock;
+
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
 
 /// One reading of the allocator's own statistics, in bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -51,16 +56,58 @@ pub fn process_rss_bytes() -> Option<u64> {
     Some(pages.saturating_mul(page))
 }
 
-/// Appends the allocator gauges (and the process RSS) in Prometheus text format.
-pub fn render(out: &mut String) {
-    use std::fmt::Write;
+/// Open file descriptors of this process, from `/proc/self/fd` (Linux); `None` elsewhere or
+/// when it cannot be read.
+pub fn open_fds() -> Option<u64> {
+    let n = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    // The listing includes the descriptor that reads it.
+    Some(u64::try_from(n.saturating_sub(1)).unwrap_or(u64::MAX))
+}
+
+/// The soft limit on open file descriptors (`RLIMIT_NOFILE`); `None` when unlimited or
+/// unreadable.
+pub fn max_fds() -> Option<u64> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass and has no other preconditions.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    if rc != 0 || r.rlim_cur == libc::RLIM_INFINITY {
+        return None;
+    }
+    // rlim_t is u64 on Linux but not on every platform.
+    #[allow(clippy::useless_conversion)]
+    u64::try_from(r.rlim_cur).ok()
+}
+
+fn gauge(v: u64) -> ConstGauge {
+    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX))
+}
+
+/// Registers the process gauges (resident memory, file descriptors) and the allocator gauges
+/// read now.
+pub fn register(reg: &mut Registry) {
     if let Some(rss) = process_rss_bytes() {
-        let _ = writeln!(
-            out,
-            "# HELP sluice_process_resident_memory_bytes Resident set size of the broker process."
+        reg.register(
+            "sluice_process_resident_memory_bytes",
+            "Resident set size of the broker process",
+            gauge(rss),
         );
-        let _ = writeln!(out, "# TYPE sluice_process_resident_memory_bytes gauge");
-        let _ = writeln!(out, "sluice_process_resident_memory_bytes {rss}");
+    }
+    if let Some(n) = open_fds() {
+        reg.register(
+            "sluice_process_open_fds",
+            "Open file descriptors of the broker process",
+            gauge(n),
+        );
+    }
+    if let Some(n) = max_fds() {
+        reg.register(
+            "sluice_process_max_fds",
+            "Limit on open file descriptors of the broker process (RLIMIT_NOFILE soft limit)",
+            gauge(n),
+        );
     }
     let Some((name, s)) = read() else {
         return;
@@ -68,42 +115,40 @@ pub fn render(out: &mut String) {
     let gauges: [(&str, &str, u64); 6] = [
         (
             "allocated",
-            "Bytes allocated by the broker and not yet freed.",
+            "Bytes allocated by the broker and not yet freed",
             s.allocated,
         ),
         (
             "active",
-            "Bytes in active allocator pages (allocated plus page fragmentation).",
+            "Bytes in active allocator pages (allocated plus page fragmentation)",
             s.active,
         ),
         (
             "resident",
-            "Bytes of resident memory mapped by the allocator.",
+            "Bytes of resident memory mapped by the allocator",
             s.resident,
         ),
         (
             "mapped",
-            "Bytes of virtual memory mapped by the allocator.",
+            "Bytes of virtual memory mapped by the allocator",
             s.mapped,
         ),
         (
             "retained",
-            "Bytes of virtual memory the allocator keeps mapped but returned to the OS.",
+            "Bytes of virtual memory the allocator keeps mapped but returned to the OS",
             s.retained,
         ),
         (
             "metadata",
-            "Bytes of the allocator's own bookkeeping.",
+            "Bytes of the allocator's own bookkeeping",
             s.metadata,
         ),
     ];
     for (what, help, v) in gauges {
-        let _ = writeln!(out, "# HELP sluice_allocator_{what}_bytes {help}");
-        let _ = writeln!(out, "# TYPE sluice_allocator_{what}_bytes gauge");
-        let _ = writeln!(
-            out,
-            "sluice_allocator_{what}_bytes{{allocator=\"{name}\"}} {v}"
-        );
+        let fam = Family::<[(&'static str, &'static str); 1], Gauge>::default();
+        fam.get_or_create(&[("allocator", name)])
+            .set(i64::try_from(v).unwrap_or(i64::MAX));
+        reg.register(format!("sluice_allocator_{what}_bytes"), help, fam);
     }
 }
 
@@ -125,11 +170,23 @@ mod tests {
     #[test]
     fn registered_reader_is_rendered() {
         set_allocator_stats("fake", fake);
+        let mut reg = Registry::default();
+        register(&mut reg);
         let mut out = String::new();
-        render(&mut out);
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &reg).unwrap();
         assert!(out.contains("sluice_allocator_allocated_bytes{allocator=\"fake\"} 1"));
         assert!(out.contains("sluice_allocator_retained_bytes{allocator=\"fake\"} 5"));
+        assert!(out.contains("# TYPE sluice_allocator_retained_bytes gauge"));
         assert!(out.contains("sluice_process_resident_memory_bytes "));
         assert!(process_rss_bytes().is_some_and(|r| r > 0));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn file_descriptors_are_counted() {
+        // At least stdin, stdout and stderr, and never more than the limit.
+        let open = open_fds().unwrap();
+        assert!(open >= 3, "{open}");
+        assert!(max_fds().is_none_or(|max| open <= max));
     }
 }

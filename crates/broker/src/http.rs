@@ -2,7 +2,6 @@
 //! consumer-lag API `/v1/groups`, `/v1/groups/{group}` (JSON; see [`crate::lag`] for the
 //! status rules), and `/v1/metadata` (the applied metadata image and its offset).
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
@@ -53,68 +52,57 @@ async fn ready() -> impl IntoResponse {
     (StatusCode::OK, "ready\n")
 }
 
-/// Escapes a Prometheus label value.
-fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-async fn metrics(State(s): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> impl IntoResponse {
+    use crate::metrics::{Scrape, OPENMETRICS_TEXT, PROMETHEUS_TEXT};
     let b = &s.broker;
-    let parts: Vec<_> = b
-        .all_partitions()
-        .iter()
-        .map(|h| {
-            (
-                h.topic.clone(),
-                h.index,
-                h.log.log_start_offset(),
-                h.log.log_end_offset(),
-                h.log.size_bytes(),
-                h.log.segment_count(),
-            )
-        })
-        .collect();
-    let mut text = b.metrics.render(&parts);
-    crate::alloc_stats::render(&mut text);
     load_groups(b).await;
-    let groups = b.groups.overview(None);
-    let evaluated: Vec<_> = groups
-        .iter()
-        .map(|g| (g.group_id.as_str(), s.lag.evaluate(b, g)))
-        .collect();
-    text.push_str(
-        "# HELP sluice_group_lag Committed-offset lag of a consumer group on a partition.\n\
-         # TYPE sluice_group_lag gauge\n",
-    );
-    for (g, lag) in &evaluated {
-        for p in &lag.partitions {
-            if let Some(l) = p.lag {
-                let _ = writeln!(
-                    text,
-                    "sluice_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{}\"}} {l}",
-                    label(g),
-                    label(&p.topic),
-                    p.partition
-                );
-            }
-        }
-    }
-    text.push_str(
-        "# HELP sluice_group_status Consumer group status: 0 OK, 1 WARNING, 2 STALLED, \
-         3 STOPPED, 4 ERROR.\n# TYPE sluice_group_status gauge\n",
-    );
-    for (g, lag) in &evaluated {
-        let _ = writeln!(
-            text,
-            "sluice_group_status{{group=\"{}\"}} {}",
-            label(g),
-            lag.status.code()
+    let parts = b.all_partitions();
+    let offline = b
+        .metadata()
+        .topics
+        .values()
+        .flat_map(|t| &t.partitions)
+        .filter(|p| p.leader < 0)
+        .count();
+    let scrape = Scrape::new(parts.len(), offline);
+    for h in &parts {
+        scrape.partition(
+            &h.topic,
+            h.index,
+            h.log.log_start_offset(),
+            h.log.log_end_offset(),
+            h.log.size_bytes(),
+            h.log.segment_count(),
         );
     }
-    crate::cluster::status::render_gauges(&crate::cluster::status::current(b).await, &mut text);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    for g in &b.groups.overview(None) {
+        let lag = s.lag.evaluate(b, g);
+        for p in &lag.partitions {
+            if let Some(l) = p.lag {
+                scrape.group_lag(&g.group_id, &p.topic, p.partition, l);
+            }
+        }
+        scrape.group_status(&g.group_id, i64::from(lag.status.code()));
+    }
+    // Prometheus asks for OpenMetrics first; other scrapers get the Prometheus text format.
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
+    let mut text = b.metrics.render(scrape, openmetrics);
+    // The cluster gauges, before OpenMetrics' closing `# EOF`.
+    let mut cluster = String::new();
+    crate::cluster::status::render_gauges(&crate::cluster::status::current(b).await, &mut cluster);
+    match text.rfind("# EOF") {
+        Some(at) if openmetrics => text.insert_str(at, &cluster),
+        _ => text.push_str(&cluster),
+    }
+    let content_type = if openmetrics {
+        OPENMETRICS_TEXT
+    } else {
+        PROMETHEUS_TEXT
+    };
+    ([(header::CONTENT_TYPE, content_type)], text)
 }
 
 /// `GET /v1/cluster`: the cluster status document (see `sluice_controller::status`).
@@ -201,14 +189,4 @@ async fn describe_group(State(s): State<AppState>, Path(group): Path<String>) ->
         "partitions": partitions,
     }))
     .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::label;
-
-    #[test]
-    fn label_values_are_escaped() {
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
-    }
 }

@@ -4,7 +4,8 @@ mod alloc;
 mod broker_cmd;
 mod cli;
 
-use clap::{Parser, Subcommand};
+use anyhow::Context;
+use clap::{CommandFactory, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -33,6 +34,58 @@ enum Command {
     Configs(cli::ConfigsArgs),
     /// Cluster status: nodes, metadata quorum (leader, voters' lag), partitions led.
     Cluster(cli::ClusterArgs),
+    /// Print a shell completion script (e.g. `sluice completions bash > /etc/bash_completion.d/sluice`).
+    Completions {
+        /// Shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print a man page in roff (e.g. `sluice man | man -l -`, `sluice man topics create`).
+    Man {
+        /// Subcommand path whose page to print (default: the `sluice` page).
+        command: Vec<String>,
+    },
+}
+
+/// Writes a generated document to stdout; a closed pipe (`| head`) is not an error.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The completion script of `shell` for the `sluice` command line.
+fn completions(shell: clap_complete::Shell) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "sluice", &mut out);
+    out
+}
+
+/// The roff man page of `sluice` or of the subcommand at `path` (titled `sluice-topics-create`).
+fn man_page(path: &[String]) -> anyhow::Result<Vec<u8>> {
+    let mut cmd = Cli::command();
+    // Building gives subcommands their display names (`sluice-topics`) and bin names.
+    cmd.build();
+    for part in path {
+        let sub = cmd
+            .find_subcommand(part)
+            .with_context(|| {
+                format!(
+                    "'{}' has no subcommand '{part}'",
+                    cmd.get_bin_name().unwrap_or("sluice")
+                )
+            })?
+            .clone();
+        cmd = sub;
+    }
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .source(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+        .render(&mut out)?;
+    Ok(out)
 }
 
 /// `sluice --bootstrap-server H:P topics ...`: the shared connection flag may also come before
@@ -72,13 +125,20 @@ fn main() -> anyhow::Result<()> {
         Command::Groups(args) => cli::run(cli::Tool::Groups(args)),
         Command::Configs(args) => cli::run(cli::Tool::Configs(args)),
         Command::Cluster(args) => cli::run(cli::Tool::Cluster(args)),
+        Command::Completions { shell } => write_stdout(&completions(shell)),
+        Command::Man { command } => match man_page(&command) {
+            Ok(page) => write_stdout(&page),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                std::process::exit(2)
+            }
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_definition_is_consistent() {
@@ -111,6 +171,37 @@ mod tests {
         assert!(matches!(cli.command, Command::Topics(_)));
         let same = args(&["sluice", "topics", "list"]);
         assert_eq!(hoist_bootstrap(same.clone()), same);
+    }
+
+    #[test]
+    fn completions_cover_the_subcommands() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let script = String::from_utf8(completions(shell)).unwrap();
+            assert!(script.contains("reset-offsets"), "{shell}");
+            assert!(script.contains("bootstrap-server"), "{shell}");
+        }
+    }
+
+    #[test]
+    fn man_pages_render_for_commands_and_subcommands() {
+        let top = String::from_utf8(man_page(&[]).unwrap()).unwrap();
+        assert!(
+            top.starts_with(".ie") || top.contains(".TH sluice"),
+            "{top}"
+        );
+        assert!(top.contains("completions"));
+        let sub =
+            String::from_utf8(man_page(&["topics".into(), "create".into()]).unwrap()).unwrap();
+        assert!(
+            sub.contains(".TH sluice-topics-create 1  \"sluice "),
+            "{sub}"
+        );
+        assert!(sub.contains("partitions"));
+        assert!(man_page(&["nope".into()]).is_err());
     }
 
     #[test]

@@ -57,15 +57,7 @@ pub fn render_gauges(s: &ClusterStatus, text: &mut String) {
     );
     let fenced = s.nodes.iter().filter(|n| n.fenced).count();
     let _ = writeln!(text, "sluice_fenced_brokers {fenced}");
-    text.push_str(
-        "# HELP sluice_offline_partitions Partitions without a leader.\n\
-         # TYPE sluice_offline_partitions gauge\n",
-    );
-    let _ = writeln!(
-        text,
-        "sluice_offline_partitions {}",
-        s.offline_partitions.len()
-    );
+    // `sluice_offline_partitions` is registered with the broker's other gauges (metrics.rs).
 }
 
 #[cfg(test)]

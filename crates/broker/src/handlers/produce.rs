@@ -407,6 +407,9 @@ async fn append(
     if !info.duplicate {
         broker.metrics.bytes_in.fetch_add(len, Ordering::Relaxed);
         broker.metrics.topic_bytes(&h.topic, len, true);
+        broker
+            .metrics
+            .topic_messages_in(&h.topic, info.record_count);
     }
     Ok((info.base_offset, append_time, info.log_start_offset))
 }

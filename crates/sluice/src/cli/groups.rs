@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use sluice_client::{Client, GroupDescription, OffsetSpec, NON_EMPTY_GROUP};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::output::{print, print_json, table};
+use super::output::{print, print_json, progress, table};
 use super::{CommonArgs, OutputFormat};
 
 /// Arguments of `sluice groups`.
@@ -347,7 +347,12 @@ async fn reset(client: &mut Client, fmt: OutputFormat, a: ResetArgs) -> anyhow::
         ),
         None => topic.partition_ids(),
     };
+    // Steps: describe, committed, earliest, latest, [by time], [commit].
+    let steps = 4 + u64::from(a.to_datetime.is_some()) + u64::from(a.execute);
+    let bar = progress(steps, "resetting offsets");
+    bar.set_message(format!("describing group {}", a.group));
     let desc: GroupDescription = client.describe_group(&a.group).await?;
+    bar.inc(1);
     if a.execute && !desc.is_inactive() {
         bail!(
             "assignments can only be reset if the group '{}' is inactive, but the current state is {}; stop its consumers first",
@@ -355,19 +360,37 @@ async fn reset(client: &mut Client, fmt: OutputFormat, a: ResetArgs) -> anyhow::
             desc.state
         );
     }
+    bar.set_message("reading committed offsets");
     let committed = client.committed_offsets(&a.group).await?;
+    bar.inc(1);
+    bar.set_message(format!(
+        "listing earliest offsets of {} partitions",
+        parts.len()
+    ));
     let starts = client
         .list_offsets(&a.topic, &parts, OffsetSpec::Earliest)
         .await?;
+    bar.inc(1);
+    bar.set_message(format!(
+        "listing latest offsets of {} partitions",
+        parts.len()
+    ));
     let ends = client
         .list_offsets(&a.topic, &parts, OffsetSpec::Latest)
         .await?;
+    bar.inc(1);
     let by_time = match a.to_datetime {
-        Some(ts) => Some(
-            client
+        Some(ts) => {
+            bar.set_message(format!(
+                "listing offsets by time of {} partitions",
+                parts.len()
+            ));
+            let m = client
                 .list_offsets(&a.topic, &parts, OffsetSpec::Timestamp(ts))
-                .await?,
-        ),
+                .await?;
+            bar.inc(1);
+            Some(m)
+        }
         None => None,
     };
     let mut plan: Vec<(i32, Option<i64>, i64)> = Vec::new();
@@ -398,11 +421,14 @@ async fn reset(client: &mut Client, fmt: OutputFormat, a: ResetArgs) -> anyhow::
             .iter()
             .map(|(p, _, o)| (a.topic.clone(), *p, *o))
             .collect();
+        bar.set_message(format!("committing {} offsets", offsets.len()));
         client
             .commit_group_offsets(&a.group, &offsets)
             .await
             .with_context(|| format!("committing new offsets for group '{}'", a.group))?;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     match fmt {
         OutputFormat::Json => print_json(&json!({
             "group": a.group,

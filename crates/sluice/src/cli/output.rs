@@ -1,39 +1,46 @@
 //! Rendering helpers: aligned tables, JSON, and stdout writes that surface closed pipes.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use anyhow::Context;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use comfy_table::{presets, ContentArrangement, Table};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
-/// Renders rows as left-aligned columns separated by two spaces (no trailing spaces).
+/// Renders rows as left-aligned columns separated by two spaces (no borders, no trailing
+/// spaces). Widths are display widths (CJK and emoji count double); on a terminal, long cells
+/// wrap to fit its width, while piped output keeps one line per row.
 pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
     let cols = headers.len();
-    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    let mut t = Table::new();
+    t.load_preset(presets::NOTHING)
+        .set_content_arrangement(ContentArrangement::Dynamic)
+        .set_header(headers.iter().copied());
     for row in rows {
-        for (i, cell) in row.iter().enumerate().take(cols) {
-            widths[i] = widths[i].max(cell.chars().count());
-        }
+        t.add_row(row.iter().take(cols));
     }
-    let mut out = String::new();
-    let mut line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut s = String::new();
-        for (i, cell) in cells.enumerate().take(cols) {
-            if i > 0 {
-                s.push_str("  ");
-            }
-            s.push_str(cell);
-            if i + 1 < cols {
-                let pad = widths[i].saturating_sub(cell.chars().count());
-                s.extend(std::iter::repeat_n(' ', pad));
-            }
-        }
-        out.push_str(s.trim_end());
-        out.push('\n');
-    };
-    line(&mut headers.iter().copied());
-    for row in rows {
-        line(&mut row.iter().map(String::as_str));
+    for (i, column) in t.column_iter_mut().enumerate() {
+        column.set_padding((0, if i + 1 < cols { 2 } else { 0 }));
     }
+    let mut out = t.trim_fmt();
+    out.push('\n');
     out
+}
+
+/// A progress bar on stderr for an operation of `len` steps, drawn only when stderr is a
+/// terminal (hidden otherwise, so pipes and scripts see nothing).
+pub fn progress(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
+        .with_finish(ProgressFinish::AndClear);
+    if let Ok(style) = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_prefix(what.to_string());
+    bar
 }
 
 /// Writes `text` to stdout and flushes.
@@ -54,23 +61,7 @@ pub fn print_json(value: &serde_json::Value) -> anyhow::Result<()> {
 
 /// Formats a topic id the way Kafka's tools print it: URL-safe base64 without padding.
 pub fn topic_id(id: &sluice_client::Uuid) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = id.as_bytes();
-    let mut out = String::with_capacity(22);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let chars = chunk.len() + 1;
-        for i in 0..chars {
-            let idx = (n >> (18 - 6 * i)) & 0x3f;
-            out.push(char::from(ALPHABET[idx as usize]));
-        }
-    }
-    out
+    URL_SAFE_NO_PAD.encode(id.as_bytes())
 }
 
 /// Interprets `\t`, `\n`, `\r` and `\\` in a separator typed on the command line.
@@ -119,6 +110,27 @@ mod tests {
             t,
             "NAME         PARTITIONS\na            3\nlonger-name  12\n"
         );
+    }
+
+    #[test]
+    fn table_uses_display_width_and_keeps_columns() {
+        // Wide characters take two columns; extra cells are dropped; no trailing spaces.
+        let t = table(
+            &["A", "B"],
+            &[
+                vec!["日本".into(), "x".into(), "extra".into()],
+                vec!["z".into(), "".into()],
+            ],
+        );
+        assert_eq!(t, "A     B\n日本  x\nz\n");
+    }
+
+    #[test]
+    fn progress_is_hidden_without_a_terminal() {
+        // cargo test captures stderr, so the bar must not draw.
+        if !std::io::stderr().is_terminal() {
+            assert!(progress(3, "test").is_hidden());
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 use sluice_client::{Client, ClientError, KafkaCode, NewTopic, TopicInfo};
 
-use super::output::{ids, print, print_json, table, topic_id};
+use super::output::{ids, print, print_json, progress, table, topic_id};
 use super::{CommonArgs, OutputFormat};
 
 /// Arguments of `sluice topics`.
@@ -323,8 +323,21 @@ async fn describe(client: &mut Client, fmt: OutputFormat, a: DescribeArgs) -> an
     Ok(0)
 }
 
+/// Topics deleted per DeleteTopics request (so that deleting many shows progress).
+const DELETE_CHUNK: usize = 25;
+
 async fn delete(client: &mut Client, fmt: OutputFormat, a: DeleteArgs) -> anyhow::Result<i32> {
-    let results = client.delete_topics(&a.names).await?;
+    let bar = if a.names.len() > DELETE_CHUNK {
+        progress(a.names.len() as u64, "deleting topics")
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut results = Vec::with_capacity(a.names.len());
+    for chunk in a.names.chunks(DELETE_CHUNK) {
+        results.extend(client.delete_topics(chunk).await?);
+        bar.inc(chunk.len() as u64);
+    }
+    bar.finish_and_clear();
     let mut failures = Vec::new();
     let mut json_out = Vec::new();
     let mut text = String::new();
