@@ -141,3 +141,51 @@ def test_time_to_fence_a_killed_broker(cluster):
     took = time.time() - t0
     print(f"\nbroker {victim} killed; its partitions left it after {took:.2f}s")
     cluster.restart(victim)
+
+
+def test_no_majority_admin_times_out_but_data_keeps_flowing(cluster):
+    """With 2 of 3 voters down there is no quorum: a topic creation fails with
+    REQUEST_TIMED_OUT, while produce and fetch on a partition the survivor leads keep working.
+    Then the others return and everything is back."""
+    from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    name = f"nomaj-{int(time.time())}"
+    create(cluster.bootstrap, name, 3)
+    survivor = cluster.ids()[0]
+    via = cluster.node(survivor).bootstrap
+    md = AdminClient({"bootstrap.servers": via}).list_topics(topic=name, timeout=10)
+    mine = next(p.id for p in md.topics[name].partitions.values() if p.leader == survivor)
+    others = [i for i in cluster.ids() if i != survivor]
+    for i in others:
+        cluster.kill(i)
+    try:
+        a = AdminClient({"bootstrap.servers": via})
+        t0 = time.time()
+        with pytest.raises(KafkaException) as err:
+            a.create_topics([NewTopic(f"{name}-x", 1, 1)], request_timeout=30)[f"{name}-x"].result(40)
+        print(f"\nno majority: CreateTopics failed after {time.time() - t0:.1f}s with {err.value}")
+        assert err.value.args[0].code() == 7, err.value  # REQUEST_TIMED_OUT
+
+        p = Producer({"bootstrap.servers": via, "acks": "all", "message.timeout.ms": 20000})
+        delivered = []
+        for i in range(50):
+            p.produce(name, value=f"v{i}".encode(), partition=mine,
+                      on_delivery=lambda e, m: delivered.append(e is None))
+        p.flush(30)
+        assert delivered.count(True) == 50, delivered
+        c = Consumer({"bootstrap.servers": via, "group.id": f"{name}-g",
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition(name, mine, 0)])
+        got = 0
+        deadline = time.time() + 30
+        while got < 50 and time.time() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got += 1
+        c.close()
+        assert got == 50
+    finally:
+        for i in others:
+            cluster.restart(i)
+    create(cluster.bootstrap, f"{name}-after", 1)

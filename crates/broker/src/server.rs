@@ -261,8 +261,13 @@ async fn start_quorum(
             .or_else(|| meta.map(|m| m.cluster_id.clone()))
             .or_else(|| config.cluster.is_single().then(crate::dirs::new_cluster_id)),
         initial,
-        election_timeout_ms: (1000, 2000),
-        heartbeat_ms: 250,
+        // A quorum of one has nobody to wait for: elect itself quickly after a restart.
+        election_timeout_ms: if config.cluster.is_single() {
+            (150, 300)
+        } else {
+            (1000, 2000)
+        },
+        heartbeat_ms: if config.cluster.is_single() { 50 } else { 250 },
         request_timeout_ms: 5000,
         snapshot_every: 1000,
     };

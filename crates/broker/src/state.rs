@@ -24,6 +24,8 @@ use crate::{BrokerConfig, BrokerError};
 pub struct Membership {
     /// This process's incarnation id (new at every start).
     pub incarnation_id: Uuid,
+    /// The incarnation last registered from this data dir (a previous process).
+    pub previous_incarnation: Option<Uuid>,
     /// Broker epoch of the current registration; -1 before the first.
     pub broker_epoch: AtomicI64,
     /// Whether the controller still has this broker fenced.
@@ -94,6 +96,7 @@ impl Broker {
             applied,
             membership: Membership {
                 incarnation_id: sluice_controller::new_incarnation_id(),
+                previous_incarnation: crate::cluster::previous_incarnation(&config.data_dir),
                 broker_epoch: AtomicI64::new(-1),
                 fenced: AtomicBool::new(true),
             },

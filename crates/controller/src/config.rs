@@ -271,6 +271,8 @@ static TOPIC_CONFIGS: &[ConfigDef] = &[
 static BROKER_CONFIGS: &[ConfigDef] = &[
     def("auto.create.topics.enable", T::Boolean, Some("true"), &[], V::Any,
         "Create a topic on first Metadata/Produce request naming it."),
+    def("broker.heartbeat.interval.ms", T::Int, Some("2000"), &[], V::AtLeast(1), "How often a broker heartbeats to the active controller."),
+    def("broker.session.timeout.ms", T::Int, Some("9000"), &[], V::AtLeast(1), "A broker that has not heartbeated for this long is fenced."),
     def("compression.gzip.level", T::Int, Some("-1"), &[], V::BetweenOr(1, 9, -1), "Default gzip level for topics."),
     def("compression.lz4.level", T::Int, Some("9"), &[], V::Between(1, 17), "Default LZ4 level for topics."),
     def("compression.type", T::String, Some("producer"), &[], V::OneOf(COMPRESSION_TYPES), "Default topic compression codec."),
@@ -278,8 +280,6 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
     def("connections.max.idle.ms", T::Long, Some("600000"), &[], V::Any, "Idle connections are closed after this long."),
     def("default.replication.factor", T::Int, Some("1"), &[], V::AtLeast(1),
         "Replication factor of topics created without one."),
-    def("broker.heartbeat.interval.ms", T::Int, Some("2000"), &[], V::AtLeast(1), "How often a broker heartbeats to the active controller."),
-    def("broker.session.timeout.ms", T::Int, Some("9000"), &[], V::AtLeast(1), "A broker that has not heartbeated for this long is fenced."),
     def("delete.topic.enable", T::Boolean, Some("true"), &[], V::Any, "Whether topics may be deleted."),
     def("fetch.max.bytes", T::Int, Some("57671680"), &[], V::AtLeast(1024), "Upper bound on the bytes returned by one fetch."),
     def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), &[], V::Any,

@@ -162,11 +162,22 @@ impl ControllerService {
                     metadata_offset,
                 })
             }
-            ControllerRequest::Register(reg) => {
+            ControllerRequest::Register {
+                registration: reg,
+                replaces,
+            } => {
                 let mut st = self.active_state().await?;
                 let md = self.quorum.committed().borrow().metadata.clone();
                 let now = self.now_ms();
-                let cmd = st.heartbeats.plan_register(now, &reg, &md)?;
+                let replaced = md
+                    .brokers
+                    .get(&reg.node_id)
+                    .is_some_and(|b| Some(b.incarnation_id) == replaces);
+                let cmd = if replaced {
+                    MetadataCommand::RegisterBroker(reg.clone())
+                } else {
+                    st.heartbeats.plan_register(now, &reg, &md)?
+                };
                 let offset = self.quorum.propose(cmd).await?;
                 let md = self.quorum.committed().borrow().metadata.clone();
                 let epoch = md

@@ -84,8 +84,13 @@ pub async fn register_and_unfence(broker: &Arc<Broker>) {
 }
 
 async fn register_once(broker: &Broker) -> Result<(), ControllerError> {
-    match call_controller(broker, &ControllerRequest::Register(registration(broker))).await? {
+    let req = ControllerRequest::Register {
+        registration: registration(broker),
+        replaces: broker.membership.previous_incarnation,
+    };
+    match call_controller(broker, &req).await? {
         ControllerResponse::Registered { broker_epoch } => {
+            remember_incarnation(broker);
             broker
                 .membership
                 .broker_epoch
@@ -96,6 +101,26 @@ async fn register_once(broker: &Broker) -> Result<(), ControllerError> {
         other => Err(ControllerError::UnknownServer(format!(
             "unexpected answer to a registration: {other:?}"
         ))),
+    }
+}
+
+/// The file that remembers the incarnation registered from this data dir.
+pub const INCARNATION_FILE: &str = "broker-incarnation";
+
+/// Reads the incarnation last registered from `data_dir`, if any.
+pub fn previous_incarnation(data_dir: &std::path::Path) -> Option<uuid::Uuid> {
+    let text = std::fs::read_to_string(data_dir.join(INCARNATION_FILE)).ok()?;
+    uuid::Uuid::parse_str(text.trim()).ok()
+}
+
+fn remember_incarnation(broker: &Broker) {
+    let path = broker.config.data_dir.join(INCARNATION_FILE);
+    let id = broker.membership.incarnation_id.to_string();
+    if let Err(e) = crate::dirs::write_atomically(&path, id.as_bytes()) {
+        tracing::warn!(
+            "cannot record this broker's incarnation in {}: {e}",
+            path.display()
+        );
     }
 }
 

@@ -9,7 +9,15 @@ use sluice_controller::{BrokerRegistration, ControllerError, QuorumStatus};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerRequest {
     /// BrokerRegistration (KIP-631).
-    Register(BrokerRegistration),
+    Register {
+        /// The registration.
+        registration: BrokerRegistration,
+        /// The incarnation this process replaces: the one last registered from the same data
+        /// dir, whose process is certainly gone (this one holds the dir's lock), so its session
+        /// need not run out before the new registration is accepted.
+        #[serde(default)]
+        replaces: Option<uuid::Uuid>,
+    },
     /// BrokerHeartbeat (KIP-631).
     Heartbeat {
         /// Sender.

@@ -98,6 +98,5 @@ mod tests {
         assert!(text.contains("sluice_quorum_leader_id 1\n"));
         assert!(text.contains("sluice_quorum_commit_lag{voter=\"2\"} 3\n"));
         assert!(text.contains("sluice_fenced_brokers 0\n"));
-        assert!(text.contains("sluice_offline_partitions 0\n"));
     }
 }
