@@ -338,6 +338,20 @@ def run(frames_per_round=10_000, messages=2_000, seed=1, rounds=None, warmup=2,
                 summary["failure"] = "/metrics has no sluice_allocator_allocated_bytes"
                 return summary
         per_round, failure = judge_growth(allocated, warmup, tolerance)
+        if failure:
+            # On a starved machine (CI neighbours, nice'd runs) the last rounds can end with
+            # work still queued: connections the broker has not finished, coordinator state of
+            # delayed requests. That memory drains within seconds once the broker catches up
+            # (seen: 13.7 MB after a starved round 1, 1.5 MB after round 2); a leak never does.
+            # So before failing, give the broker an idle minute and judge its lowest reading.
+            deadline = time.time() + 60
+            while failure and time.time() < deadline:
+                time.sleep(3)
+                a = broker.allocated_bytes()
+                if a is not None and a < allocated[-1]:
+                    allocated[-1] = a
+                    per_round, failure = judge_growth(allocated, warmup, tolerance)
+            summary["drained_after_idle"] = failure is None
         summary["allocated"] = allocated
         summary["allocated_growth_per_round"] = round(per_round)
         summary["rss_kb"] = [r["rss_kb"] for r in summary["rounds"]]
