@@ -81,21 +81,30 @@ def wait_until(cond, timeout: float, what: str, interval: float = 0.2):
 
 
 def _free_ports(k: int, taken: set[int]) -> list[int]:
-    """k distinct loopback ports that are free now and not in `taken` (which is updated)."""
+    """k distinct loopback ports that are free now and not in `taken` (which is updated).
+
+    Picked below Linux's ephemeral range (32768-60999): a port the kernel hands out for
+    outgoing connections can be taken by some client between our check and the node's bind,
+    which happens during the seconds a JVM broker needs to start."""
+    import random
+
     out: list[int] = []
-    socks = []
-    try:
-        while len(out) < k:
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-            p = s.getsockname()[1]
-            if p not in taken:
-                taken.add(p)
-                out.append(p)
-    finally:
-        for s in socks:
-            s.close()
+    rng = random.Random()
+    for _ in range(5000):
+        if len(out) == k:
+            break
+        p = rng.randrange(20000, 32700)
+        if p in taken:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", p))
+            except OSError:
+                continue
+        taken.add(p)
+        out.append(p)
+    if len(out) < k:
+        raise ClusterError(f"could not find {k} free loopback ports")
     return out
 
 
