@@ -212,16 +212,21 @@ impl Groups {
         }
     }
 
-    /// Reconciler hook: `__consumer_offsets` partition `partition` is no longer led here.
-    /// Group requests for its groups are already refused with NOT_COORDINATOR (the handlers
-    /// check the metadata leader).
-    // TODO(cluster part 2): unload: drop the partition's groups from the coordinator and fail
-    // their parked JoinGroup/SyncGroup replies with NOT_COORDINATOR. `sluice_group::Coordinator`
-    // has no unload operation yet (groups, pending replies and deadlines all need removing),
-    // so the stale in-memory state stays until the partition is led here again (then replayed
-    // over it; a full unload first would be cleaner).
+    /// Reconciler hook: `__consumer_offsets` partition `partition` is no longer led here:
+    /// its groups are unloaded and their parked JoinGroup/SyncGroup requests answered
+    /// NOT_COORDINATOR (the new leader replays the partition and takes over).
     pub fn on_resign(&self, partition: i32) {
-        tracing::info!(partition, "no longer leader of {OFFSETS_TOPIC} partition");
+        tracing::info!(
+            partition,
+            "no longer leader of {OFFSETS_TOPIC} partition; unloading its groups"
+        );
+        let ((), steps) = self.apply(None, |c, _| ((), c.unload(partition)));
+        if steps.is_empty() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(Self::execute(steps));
+        }
     }
 }
 

@@ -979,6 +979,42 @@ impl Coordinator {
         )
     }
 
+    /// Unloads partition `partition` of `__consumer_offsets` (its leadership moved to another
+    /// broker): its groups are dropped from memory, and their parked JoinGroup/SyncGroup
+    /// requests answered NOT_COORDINATOR so the clients look for the new coordinator. Nothing
+    /// is persisted: the new leader replays the partition.
+    pub fn unload(&mut self, partition: i32) -> Vec<Action> {
+        use crate::errors::NOT_COORDINATOR;
+        let gone: Vec<String> = self
+            .groups
+            .keys()
+            .filter(|g| self.partition_of(g) == partition)
+            .cloned()
+            .collect();
+        let mut actions = Vec::new();
+        for g in gone {
+            let Some(group) = self.groups.remove(&g) else {
+                continue;
+            };
+            for m in group.members.values() {
+                if let Some(r) = m.awaiting_join {
+                    actions.push(Action::Reply(
+                        r,
+                        Reply::Join(JoinResponse::error(NOT_COORDINATOR, &m.id)),
+                    ));
+                }
+                if let Some(r) = m.awaiting_sync {
+                    actions.push(Action::Reply(
+                        r,
+                        Reply::Sync(SyncResponse::error(NOT_COORDINATOR)),
+                    ));
+                }
+            }
+        }
+        self.loading.remove(&partition);
+        actions
+    }
+
     // ------------------------------------------------------------------ JoinGroup
 
     /// Handles a JoinGroup. The reply for `reply` is in the returned actions or comes later

@@ -849,3 +849,30 @@ fn deleted_topics_lose_their_offsets_and_empty_groups_go() {
         .any(|(_, r)| matches!(r, OffsetsRecord::Group { value: None, .. })));
     assert!(h.c.list_groups(&[], &[]).unwrap().is_empty());
 }
+
+#[test]
+fn unload_drops_the_partitions_groups_and_answers_parked_joins_not_coordinator() {
+    // A delayed first rebalance keeps the join parked.
+    let mut h = H::new(3_000);
+    let req = h.join_req("", None, &[("range", b"m")]);
+    let mut req = req;
+    req.require_known_member_id = false;
+    let parked = h.join(0, req);
+    assert!(
+        h.join_reply(parked).is_none(),
+        "the join waits for the initial delay"
+    );
+    let p = h.c.partition_of("g");
+    // Unloading another partition changes nothing.
+    let other = h.c.unload(p + 1);
+    assert!(other.is_empty());
+    assert_eq!(h.c.overview(Some("g")).len(), 1);
+    let actions = h.c.unload(p);
+    h.absorb(actions);
+    let r = h.join_reply(parked).expect("the parked join is answered");
+    assert_eq!(r.error, crate::errors::NOT_COORDINATOR);
+    assert!(
+        h.c.overview(Some("g")).is_empty(),
+        "the group is gone from memory"
+    );
+}
