@@ -233,10 +233,23 @@ async fn start_quorum(
     adv_host: &str,
     meta: Option<&crate::dirs::MetaProperties>,
 ) -> Result<sluice_controller::Quorum, BrokerError> {
-    let listen = config
+    let mut listen = config
         .cluster
         .quorum_listen(config.node_id, adv_host)
         .map_err(BrokerError::MetaProperties)?;
+    if listen.port() == 0 && !config.cluster.is_single() {
+        // A broker-only node without --controller-listen: the quorum leader must be able to
+        // reach it (it tells the leader this address when it joins as an observer), so pick a
+        // concrete free port on the advertised host now.
+        let probe = std::net::TcpListener::bind(listen).map_err(|source| BrokerError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+        listen = probe.local_addr().map_err(|source| BrokerError::Bind {
+            addr: listen.to_string(),
+            source,
+        })?;
+    }
     let voters = if config.cluster.is_single() {
         std::collections::BTreeMap::from([(config.node_id, listen.to_string())])
     } else {
