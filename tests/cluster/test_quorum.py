@@ -189,3 +189,53 @@ def test_no_majority_admin_times_out_but_data_keeps_flowing(cluster):
         for i in others:
             cluster.restart(i)
     create(cluster.bootstrap, f"{name}-after", 1)
+
+
+def test_roles_controller_only_and_broker_only_nodes(tmp_path):
+    """Node 1 only votes (--role controller), nodes 2-3 are combined, node 4 only serves
+    clients (not in the quorum list): clients see brokers 2-4 only, partitions are led by
+    them, and `sluice cluster status` shows each node's roles."""
+    import json
+    import subprocess
+
+    from confluent_kafka.admin import AdminClient
+
+    from cluster import _free_ports, sluice_bin
+
+    taken: set[int] = set()
+    kafka = dict(zip([2, 3, 4], _free_ports(3, taken)))
+    ctl = dict(zip([1, 2, 3], _free_ports(3, taken)))
+    quorum = ",".join(f"{i}@127.0.0.1:{p}" for i, p in ctl.items())
+    procs = []
+    try:
+        for i in [1, 2, 3, 4]:
+            args = [str(sluice_bin()), "broker", "--node-id", str(i), "--controller-quorum", quorum,
+                    "--data-dir", str(tmp_path / f"d{i}"), "--http", "off"]
+            if i == 1:
+                args += ["--role", "controller"]
+            if i in ctl:
+                args += ["--controller-listen", f"127.0.0.1:{ctl[i]}"]
+            if i in kafka:
+                args += ["--listen", f"127.0.0.1:{kafka[i]}"]
+            log = open(tmp_path / f"node{i}.log", "wb")
+            procs.append(subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT))
+        bs = f"127.0.0.1:{kafka[4]}"
+        wait_until(lambda: len(AdminClient({"bootstrap.servers": bs}).list_topics(timeout=5).brokers) == 3,
+                   60, "brokers 2, 3 and 4 registered")
+        md = AdminClient({"bootstrap.servers": bs}).list_topics(timeout=5)
+        assert sorted(md.brokers) == [2, 3, 4], "a controller-only node is never given to clients"
+        create(bs, "roles", 6)
+        leaders = {p.leader for p in AdminClient({"bootstrap.servers": bs})
+                   .list_topics(topic="roles", timeout=5).topics["roles"].partitions.values()}
+        assert leaders == {2, 3, 4}, leaders
+        out = subprocess.run([str(sluice_bin()), "--bootstrap-server", bs, "cluster", "status",
+                              "--output", "json"], capture_output=True, text=True, timeout=30)
+        doc = json.loads(out.stdout)
+        roles = {n["id"]: sorted(n["roles"]) for n in doc["nodes"]}
+        assert roles[1] == ["controller"] and roles[2] == ["broker", "controller"], roles
+        assert roles[4] == ["broker"], roles
+        assert doc["quorum"]["leader_id"] in (1, 2, 3)
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
