@@ -142,6 +142,14 @@ impl Broker {
         }
     }
 
+    /// Waits (bounded) until this broker's applied metadata satisfies `pred`; false on timeout.
+    pub async fn wait_metadata(&self, timeout: Duration, pred: impl Fn(&Metadata) -> bool) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| pred(&c.metadata)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// Applies committed metadata to local partitions (blocking: opens, closes and deletes
     /// logs), then publishes it as this broker's view.
     pub fn apply_committed_at(&self, c: Committed) {

@@ -76,8 +76,22 @@ pub async fn register_and_unfence(broker: &Arc<Broker>) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Serve only once this broker's own view shows it unfenced (and so its leaderships
+    // restored), or a client's first Metadata could still see them elsewhere.
+    let me = broker.config.node_id;
+    let epoch = broker.broker_epoch();
+    if !broker
+        .wait_metadata(Duration::from_secs(10), |md| {
+            md.brokers
+                .get(&me)
+                .is_some_and(|b| !b.fenced && b.broker_epoch == epoch)
+        })
+        .await
+    {
+        tracing::warn!("unfenced, but this broker has not applied it yet; serving anyway");
+    }
     tracing::info!(
-        broker_epoch = broker.broker_epoch(),
+        broker_epoch = epoch,
         ms = started.elapsed().as_millis() as u64,
         "registered and unfenced"
     );
