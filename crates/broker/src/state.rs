@@ -131,23 +131,35 @@ impl Broker {
         offset: u64,
         timeout: Duration,
     ) -> Result<Arc<Metadata>, ControllerError> {
-        let mut rx = self.applied.subscribe();
-        let waited = tokio::time::timeout(timeout, rx.wait_for(|c| c.offset >= offset)).await;
-        match waited {
-            Ok(Ok(c)) => Ok(c.metadata.clone()),
-            _ => Err(ControllerError::RequestTimedOut(format!(
-                "metadata offset {offset} did not reach this broker within {} ms",
-                timeout.as_millis()
-            ))),
-        }
+        self.wait_committed(timeout, |c| c.offset >= offset)
+            .await
+            .ok_or_else(|| {
+                ControllerError::RequestTimedOut(format!(
+                    "metadata offset {offset} did not reach this broker within {} ms",
+                    timeout.as_millis()
+                ))
+            })
     }
 
     /// Waits (bounded) until this broker's applied metadata satisfies `pred`; false on timeout.
     pub async fn wait_metadata(&self, timeout: Duration, pred: impl Fn(&Metadata) -> bool) -> bool {
-        let mut rx = self.applied.subscribe();
-        tokio::time::timeout(timeout, rx.wait_for(|c| pred(&c.metadata)))
+        self.wait_committed(timeout, |c| pred(&c.metadata))
             .await
-            .is_ok_and(|r| r.is_ok())
+            .is_some()
+    }
+
+    /// The one wait on the applied view: its metadata once `pred` holds, `None` on timeout.
+    async fn wait_committed(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Committed) -> bool,
+    ) -> Option<Arc<Metadata>> {
+        let mut rx = self.applied.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(|c| pred(c))).await;
+        match waited {
+            Ok(Ok(c)) => Some(c.metadata.clone()),
+            _ => None,
+        }
     }
 
     /// Applies committed metadata to local partitions (blocking: opens, closes and deletes
