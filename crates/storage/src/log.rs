@@ -891,8 +891,34 @@ impl Log {
             headers.push((h, range.start as u64));
             off = h.next_offset();
         }
+        self.write_batches_locked(&mut w, &batches, &headers, next)?;
+        w.producers.commit(pending);
+        w.epochs.assign(leader_epoch, log_end);
+        self.apply_flush_policy(&mut w, record_count)?;
+        Ok(AppendInfo {
+            base_offset: log_end,
+            last_offset: next - 1,
+            max_timestamp,
+            record_count,
+            duplicate: false,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// The write half of every append: rolls the segment if needed, writes `batches` at the
+    /// end of the active segment and publishes them (indexes, log end = `next`). `headers`
+    /// are the batches' headers with their positions in `batches`. The caller holds the
+    /// writer lock, then updates producer state and epochs and calls
+    /// [`Log::apply_flush_policy`].
+    pub(super) fn write_batches_locked(
+        &self,
+        w: &mut Writer,
+        batches: &[u8],
+        headers: &[(BatchHeader, u64)],
+        next: i64,
+    ) -> Result<()> {
         let now = now_ms();
-        self.maybe_roll(&mut w, batches.len() as u64, next - 1, now)?;
+        self.maybe_roll(w, batches.len() as u64, next - 1, now)?;
 
         // Write outside the view lock; readers keep going.
         let (file, path, pos) = {
@@ -900,7 +926,7 @@ impl Log {
             let a = v.segments.last().ok_or_else(no_segment)?;
             (a.log.clone(), a.path.clone(), a.size)
         };
-        if let Err(e) = file.write_all_at(&batches, pos) {
+        if let Err(e) = file.write_all_at(batches, pos) {
             // Best effort: drop the partial write (readers never see it anyway).
             let _ = file.set_len(pos);
             return Err(StorageError::io(path, e));
@@ -916,13 +942,18 @@ impl Log {
             if seg.created_ms.is_none() {
                 seg.created_ms = Some(now);
             }
-            for (h, rel_pos) in &headers {
+            for (h, rel_pos) in headers {
                 seg.on_batch(h, pos + rel_pos, &cfg);
             }
             v.log_end = next;
         }
-        w.producers.commit(pending);
-        w.epochs.assign(leader_epoch, log_end);
+        Ok(())
+    }
+
+    /// Counts `record_count` unflushed records and fsyncs when `flush.messages` or
+    /// `flush.ms` says so.
+    pub(super) fn apply_flush_policy(&self, w: &mut Writer, record_count: i64) -> Result<()> {
+        let cfg = self.cfg();
         w.unflushed_messages += u64::try_from(record_count).unwrap_or(0);
         let due_messages = cfg
             .flush_messages
@@ -931,16 +962,9 @@ impl Log {
             .flush_ms
             .is_some_and(|ms| w.last_flush.elapsed() >= Duration::from_millis(ms));
         if due_messages || due_time {
-            self.flush_locked(&mut w, false)?;
+            self.flush_locked(w, false)?;
         }
-        Ok(AppendInfo {
-            base_offset: log_end,
-            last_offset: next - 1,
-            max_timestamp,
-            record_count,
-            duplicate: false,
-            log_start_offset: log_start,
-        })
+        Ok(())
     }
 
     fn maybe_roll(&self, w: &mut Writer, add: u64, last_offset: i64, now: i64) -> Result<()> {
@@ -1677,6 +1701,7 @@ fn read_exact(snap: &SegSnap, pos: u64, len: usize) -> Result<Vec<u8>> {
 }
 
 mod clean;
+mod follower;
 mod retention;
 
 #[cfg(test)]
