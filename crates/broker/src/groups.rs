@@ -521,9 +521,15 @@ async fn ensure_offsets_topic(broker: &Arc<Broker>) -> Result<Arc<Metadata>, i16
         return Ok(md);
     }
     let settings = &broker.config.settings;
-    // Until partitions are replicated (cluster part 2), one replica per partition, spread
-    // over the brokers like any topic's.
-    let rf = 1;
+    // `offsets.topic.replication.factor` (default 3), as Kafka enforces it: until that many
+    // brokers are registered the topic is not created and FindCoordinator answers
+    // COORDINATOR_NOT_AVAILABLE. Only a node running alone caps it to 1, so the one-command
+    // broker works.
+    let rf = if broker.config.cluster.is_single() {
+        1
+    } else {
+        settings.offsets_topic_replication_factor().max(1)
+    };
     let mut configs = BTreeMap::new();
     configs.insert("cleanup.policy".to_string(), "compact".to_string());
     configs.insert("segment.bytes".to_string(), "104857600".to_string());
@@ -666,14 +672,41 @@ async fn writer_task(broker: Weak<Broker>, mut rx: mpsc::UnboundedReceiver<Persi
             let _ = job.done.send(Err("broker stopped".into()));
             continue;
         };
+        let timeout = Duration::from_millis(
+            u64::try_from(b.config.settings.offsets_commit_timeout_ms().max(1)).unwrap_or(5000),
+        );
         let result = match b.leader_partition(TopicRef::Name(OFFSETS_TOPIC), job.partition) {
             Ok(h) => match encode_batch(&job.records) {
-                // Appending as leader advances the high watermark and wakes that partition's
-                // parked fetches.
-                Ok(buf) => tokio::task::spawn_blocking(move || h.append_as_leader(buf))
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| r.map(|_| ()).map_err(|e| e.to_string())),
+                Ok(buf) => {
+                    let epoch = h.leader_epoch();
+                    let h2 = h.clone();
+                    match tokio::task::spawn_blocking(move || h2.append_as_leader(buf)).await {
+                        Ok(Ok(info)) => {
+                            // Like acks=all: the write counts once the ISR has it. Waited
+                            // for off the writer, so later writes keep flowing.
+                            let done = job.done;
+                            tokio::spawn(async move {
+                                let deadline = tokio::time::Instant::now() + timeout;
+                                let code = h
+                                    .wait_replicated(info.last_offset + 1, epoch, deadline)
+                                    .await;
+                                let r = if code == crate::codes::NONE {
+                                    Ok(())
+                                } else {
+                                    Err(format!(
+                                        "{OFFSETS_TOPIC}-{}: {}",
+                                        h.index,
+                                        crate::codes::name(code)
+                                    ))
+                                };
+                                let _ = done.send(r);
+                            });
+                            continue;
+                        }
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
                 Err(e) => Err(e),
             },
             Err(code) => Err(format!(

@@ -64,7 +64,12 @@ async fn metrics(State(s): State<AppState>, headers: axum::http::HeaderMap) -> i
         .flat_map(|t| &t.partitions)
         .filter(|p| p.leader < 0)
         .count();
-    let scrape = Scrape::new(parts.len(), offline);
+    let (mut under_replicated, mut under_min_isr) = (0, 0);
+    for (_, ur, umi) in parts.iter().filter_map(|p| p.leader_view()) {
+        under_replicated += usize::from(ur);
+        under_min_isr += usize::from(umi);
+    }
+    let scrape = Scrape::new(parts.len(), offline, under_replicated, under_min_isr);
     for h in &parts {
         scrape.partition(
             &h.topic,

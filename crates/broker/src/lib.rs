@@ -22,6 +22,7 @@ mod metrics;
 mod partition;
 mod producer_ids;
 mod reconcile;
+mod replica;
 mod server;
 mod state;
 

@@ -262,13 +262,25 @@ fn gauge_value(v: impl TryInto<i64>) -> i64 {
 
 impl Scrape {
     /// A scrape of a broker hosting `partitions` partitions, of which the metadata shows
-    /// `offline` without a leader.
-    pub fn new(partitions: usize, offline: usize) -> Scrape {
+    /// `offline` without a leader; `under_replicated` and `under_min_isr` count the
+    /// partitions led here whose ISR is smaller than their replicas / min.insync.replicas.
+    pub fn new(
+        partitions: usize,
+        offline: usize,
+        under_replicated: usize,
+        under_min_isr: usize,
+    ) -> Scrape {
         let mut registry = Registry::default();
         registry.register(
             "sluice_under_replicated_partitions",
-            "Partitions with fewer in-sync replicas than replicas (always 0 on one node)",
-            ConstGauge::new(0i64),
+            "Partitions led by this broker whose ISR is smaller than their replica set",
+            ConstGauge::new(gauge_value(under_replicated)),
+        );
+        registry.register(
+            "sluice_under_min_isr_partitions",
+            "Partitions led by this broker whose ISR is smaller than min.insync.replicas \
+             (acks=all writes are refused)",
+            ConstGauge::new(gauge_value(under_min_isr)),
         );
         registry.register(
             "sluice_offline_partitions",
@@ -381,7 +393,7 @@ mod tests {
         m.observe_request("Produce", 0.3);
         m.topic_bytes("t", 10, true);
         m.topic_bytes("t", 4, false);
-        let text = m.render(Scrape::new(0, 0), false);
+        let text = m.render(Scrape::new(0, 0, 0, 0), false);
         assert!(text
             .contains("sluice_request_duration_seconds_bucket{api=\"Produce\",le=\"0.00025\"} 1"));
         assert!(
@@ -405,7 +417,7 @@ mod tests {
         m.topic_messages_in("a", 5);
         m.topic_messages_in("a", 7);
         m.topic_messages_in("b", 1);
-        let s = Scrape::new(2, 1);
+        let s = Scrape::new(2, 1, 0, 0);
         s.partition("a", 0, 1, 12, 4096, 1);
         s.group_lag("g", "a", 0, 3);
         s.group_status("g", 0);
@@ -442,13 +454,13 @@ mod tests {
         let m = Metrics::default();
         m.topic_bytes("we\"ird\\t\nopic", 1, true);
         m.observe_request("Fetch", 0.01);
-        let text = m.render(Scrape::new(0, 0), true);
+        let text = m.render(Scrape::new(0, 0, 0, 0), true);
         assert!(text.ends_with("# EOF\n"));
         assert_eq!(text.matches("# EOF").count(), 1);
         assert!(text.contains("sluice_topic_bytes_in_total{topic=\"we\\\"ird\\\\t\\nopic\"} 1"));
         assert!(text.contains("# TYPE sluice_requests counter\n"));
         assert!(text.contains("sluice_requests_total{api=\"Fetch\"} 1\n"));
-        let prom = m.render(Scrape::new(0, 0), false);
+        let prom = m.render(Scrape::new(0, 0, 0, 0), false);
         assert!(!prom.contains("# EOF"));
         assert!(prom.contains("# TYPE sluice_requests_total counter\n"));
         assert!(prom.contains("sluice_topic_bytes_in_total{topic=\"we\\\"ird\\\\t\\nopic\"} 1"));

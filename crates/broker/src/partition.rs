@@ -3,16 +3,18 @@
 //! [`PartitionTable`] that turns "topic, partition" into a usable partition or a Kafka error
 //! code. Handlers never look partitions up any other way.
 //!
-//! Roles change only through the reconciler (`crate::reconcile`); the high watermark only
-//! through [`Partition::maybe_advance_high_watermark`] (one node: the leader's log end offset)
-//! or [`Partition::advance_high_watermark`] (replication, later: from follower positions).
+//! Roles change only through the reconciler (`crate::reconcile`). On the leader the high
+//! watermark is decided by its [`LeaderState`] (the pure replication state machine of
+//! `sluice-replication`: follower positions, ISR, `min.insync.replicas`); on a follower it is
+//! the leader's, learnt from fetch responses, capped at the local log end.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::BytesMut;
-use sluice_controller::{Metadata, TopicConfig};
+use sluice_controller::{Metadata, PartitionInfo, TopicConfig};
+use sluice_replication::{Completion, IsrChange, LeaderState, ReplicationConfig};
 use sluice_storage::{AppendInfo, Log, LogConfig, StorageError};
 use tokio::sync::futures::Notified;
 use tokio::sync::Notify;
@@ -25,7 +27,7 @@ use crate::codes;
 pub enum Role {
     /// Serves produce and fetch; owns the high watermark.
     Leader,
-    /// Replicates from `leader` (replication itself is part 2).
+    /// Replicates from `leader` (its fetcher pulls from the leader's log).
     Follower {
         /// Node id of the leader.
         leader: i32,
@@ -81,7 +83,53 @@ pub struct Partition {
     state: RwLock<RoleState>,
     high_watermark: AtomicI64,
     hw_changed: Notify,
+    appended: Notify,
+    leader: Mutex<Option<LeaderState>>,
+    replicas: RwLock<ReplicaSet>,
+    lag_time_max_ms: AtomicI64,
+    /// Leader only: where the current leader epoch starts in the log; -1 otherwise.
+    epoch_start: AtomicI64,
     config: RwLock<Arc<TopicConfig>>,
+}
+
+/// The replicas of a partition as committed metadata lists them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaSet {
+    /// All replicas, preferred leader first.
+    pub replicas: Vec<i32>,
+    /// The in-sync replicas.
+    pub isr: Vec<i32>,
+    /// Partition epoch (bumped by every ISR or leader change).
+    pub partition_epoch: i32,
+}
+
+impl ReplicaSet {
+    /// From a metadata partition.
+    pub fn of(p: &PartitionInfo) -> ReplicaSet {
+        ReplicaSet {
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            partition_epoch: p.partition_epoch,
+        }
+    }
+
+    /// A single replica (tests, and a partition with no metadata at hand).
+    pub fn solo(node_id: i32) -> ReplicaSet {
+        ReplicaSet {
+            replicas: vec![node_id],
+            isr: vec![node_id],
+            partition_epoch: 0,
+        }
+    }
+}
+
+/// Milliseconds on a monotonic clock (the replication state machine's time).
+pub fn mono_ms() -> u64 {
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as u64
 }
 
 /// The storage settings of a topic config.
@@ -104,8 +152,9 @@ pub fn log_config(tc: &TopicConfig) -> LogConfig {
 }
 
 impl Partition {
-    /// Wraps an open log. The high watermark starts at the log start offset and, for a leader,
-    /// is advanced at once (a leader's committed data is everything in its log on one node).
+    /// Wraps an open log. The high watermark starts at the log start offset; a leader takes
+    /// up its replication state at once (`local_id` is this broker's node id).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         topic: String,
         topic_id: Uuid,
@@ -114,6 +163,9 @@ impl Partition {
         config: Arc<TopicConfig>,
         role: Role,
         leader_epoch: i32,
+        local_id: i32,
+        replicas: ReplicaSet,
+        lag_time_max_ms: i64,
     ) -> Partition {
         let start = log.log_start_offset();
         let p = Partition {
@@ -121,13 +173,38 @@ impl Partition {
             topic_id,
             index,
             log,
-            state: RwLock::new(RoleState { role, leader_epoch }),
+            state: RwLock::new(RoleState {
+                role: Role::None,
+                leader_epoch,
+            }),
             high_watermark: AtomicI64::new(start),
             hw_changed: Notify::new(),
+            appended: Notify::new(),
+            leader: Mutex::new(None),
+            replicas: RwLock::new(replicas.clone()),
+            lag_time_max_ms: AtomicI64::new(lag_time_max_ms),
+            epoch_start: AtomicI64::new(-1),
             config: RwLock::new(config),
         };
-        p.maybe_advance_high_watermark();
+        if let Err(e) = p.set_role(role, leader_epoch, local_id, &replicas) {
+            tracing::error!(topic = %p.topic, partition = p.index, "could not take role {role:?}: {e}");
+        }
         p
+    }
+
+    fn lock_leader(&self) -> MutexGuard<'_, Option<LeaderState>> {
+        self.leader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn replication_config(&self) -> ReplicationConfig {
+        ReplicationConfig {
+            min_insync_replicas: usize::try_from(self.config().min_insync_replicas.max(1))
+                .unwrap_or(1),
+            replica_lag_time_max_ms: u64::try_from(
+                self.lag_time_max_ms.load(Ordering::Relaxed).max(0),
+            )
+            .unwrap_or(0),
+        }
     }
 
     fn read_state(&self) -> RoleState {
@@ -172,21 +249,194 @@ impl Partition {
     }
 
     /// Takes a new role and leader epoch (the reconciler's call). Becoming leader at a newer
-    /// epoch records where that epoch starts in the log (KIP-101) and advances the high
-    /// watermark. Blocking (may write the leader-epoch checkpoint).
-    pub fn set_role(&self, role: Role, leader_epoch: i32) -> Result<(), StorageError> {
+    /// epoch records where that epoch starts in the log (KIP-101) and starts the replication
+    /// state from the current high watermark; leaving leadership drops it. Blocking (may
+    /// write the leader-epoch checkpoint).
+    pub fn set_role(
+        &self,
+        role: Role,
+        leader_epoch: i32,
+        local_id: i32,
+        replicas: &ReplicaSet,
+    ) -> Result<(), StorageError> {
+        *self.replicas.write().unwrap_or_else(|p| p.into_inner()) = replicas.clone();
+        let mut leader = self.lock_leader();
         {
             let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
             s.role = role;
             s.leader_epoch = leader_epoch;
         }
-        if role == Role::Leader {
-            if self.log.latest_epoch().is_none_or(|e| e < leader_epoch) {
-                self.log.assign_epoch(leader_epoch)?;
-            }
-            self.maybe_advance_high_watermark();
+        if role != Role::Leader {
+            *leader = None;
+            self.epoch_start.store(-1, Ordering::Release);
+            return Ok(());
         }
+        if self.log.latest_epoch().is_none_or(|e| e < leader_epoch) {
+            self.log.assign_epoch(leader_epoch)?;
+        }
+        let log_end = self.log.log_end_offset();
+        let epoch_start = self
+            .log
+            .end_offset_for_epoch(leader_epoch - 1)
+            .ok()
+            .flatten()
+            .map_or(log_end, |(_, end)| end.min(log_end));
+        let state = LeaderState::new(
+            local_id,
+            leader_epoch,
+            replicas.partition_epoch,
+            &replicas.replicas,
+            &replicas.isr,
+            epoch_start,
+            log_end,
+            self.high_watermark().min(log_end),
+            self.replication_config(),
+            mono_ms(),
+        );
+        let hw = state.high_watermark();
+        self.epoch_start.store(epoch_start, Ordering::Release);
+        *leader = Some(state);
+        drop(leader);
+        self.advance_high_watermark(hw);
         Ok(())
+    }
+
+    /// KIP-101/966: a new leader's high watermark may lag behind the start of its epoch
+    /// until the followers have fetched; until then the end of the log is not known to be
+    /// committed, and ListOffsets for the latest offset (or a timestamp at or past the last
+    /// fetchable offset) answers OFFSET_NOT_AVAILABLE. `None` when that is not the case.
+    pub fn offsets_not_available(&self) -> Option<i64> {
+        let start = self.epoch_start.load(Ordering::Acquire);
+        (start >= 0 && start > self.high_watermark()).then_some(start)
+    }
+
+    /// Committed metadata changed the ISR or replicas at the same leader epoch.
+    pub fn update_replicas(&self, replicas: &ReplicaSet) {
+        *self.replicas.write().unwrap_or_else(|p| p.into_inner()) = replicas.clone();
+        let hw = self.lock_leader().as_mut().and_then(|l| {
+            l.on_metadata(
+                replicas.partition_epoch,
+                &replicas.replicas,
+                &replicas.isr,
+                mono_ms(),
+            )
+        });
+        if let Some(hw) = hw {
+            self.advance_high_watermark(hw);
+        }
+    }
+
+    /// Brokers that may join an ISR, with their broker epochs (KIP-903).
+    pub fn set_eligible_brokers(&self, eligible: &std::collections::BTreeMap<i32, i64>) {
+        if let Some(l) = self.lock_leader().as_mut() {
+            l.set_eligible_brokers(eligible);
+        }
+    }
+
+    fn refresh_replication_config(&self) {
+        let cfg = self.replication_config();
+        let hw = self.lock_leader().as_mut().and_then(|l| l.set_config(cfg));
+        if let Some(hw) = hw {
+            self.advance_high_watermark(hw);
+        }
+    }
+
+    /// A follower fetched at `fetch_offset`: records its position, advances the high
+    /// watermark if it can, and returns an ISR expansion to propose, if any. `None` when
+    /// this broker does not lead the partition.
+    pub fn on_follower_fetch(
+        &self,
+        replica: i32,
+        broker_epoch: i64,
+        fetch_offset: i64,
+    ) -> Option<IsrChange> {
+        let log_end = self.log.log_end_offset();
+        let (hw, change) = {
+            let mut l = self.lock_leader();
+            let l = l.as_mut()?;
+            l.on_follower_fetch(replica, broker_epoch, fetch_offset, log_end, mono_ms())
+        };
+        if let Some(hw) = hw {
+            self.advance_high_watermark(hw);
+        }
+        change
+    }
+
+    /// The periodic ISR check of a leader: an ISR shrink to propose, if any.
+    pub fn poll_isr(&self) -> Option<IsrChange> {
+        self.lock_leader().as_mut()?.poll(mono_ms())
+    }
+
+    /// The controller refused or lost the pending ISR change.
+    pub fn isr_change_failed(&self) {
+        if let Some(l) = self.lock_leader().as_mut() {
+            l.on_alter_failed();
+        }
+    }
+
+    /// acks=all admission: NOT_ENOUGH_REPLICAS when the ISR is below `min.insync.replicas`.
+    pub fn check_enough_replicas(&self) -> Result<(), i16> {
+        match self.lock_leader().as_ref() {
+            Some(l) => l
+                .check_enough_replicas()
+                .map_err(|()| codes::NOT_ENOUGH_REPLICAS),
+            None => Err(codes::NOT_LEADER_OR_FOLLOWER),
+        }
+    }
+
+    /// acks=all completion of a write ending before `required_offset`: `None` while pending,
+    /// else the code to answer (NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND, or
+    /// NOT_LEADER_OR_FOLLOWER when leadership was lost meanwhile).
+    pub fn completion(&self, required_offset: i64, leader_epoch: i32) -> Option<i16> {
+        if self.leader_epoch() != leader_epoch {
+            return Some(codes::NOT_LEADER_OR_FOLLOWER);
+        }
+        match self.lock_leader().as_ref() {
+            None => Some(codes::NOT_LEADER_OR_FOLLOWER),
+            Some(l) => match l.check_completion(required_offset) {
+                Completion::Pending => None,
+                Completion::Done => Some(codes::NONE),
+                Completion::NotEnoughReplicasAfterAppend => {
+                    Some(codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND)
+                }
+            },
+        }
+    }
+
+    /// Waits until a write ending before `required` (appended at `leader_epoch`) is
+    /// committed, i.e. the high watermark passed it, leadership changes, or `deadline`.
+    /// Returns the code to answer: NONE, NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+    /// NOT_LEADER_OR_FOLLOWER or REQUEST_TIMED_OUT.
+    pub async fn wait_replicated(
+        &self,
+        required: i64,
+        leader_epoch: i32,
+        deadline: tokio::time::Instant,
+    ) -> i16 {
+        loop {
+            let changed = self.high_watermark_changed();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(code) = self.completion(required, leader_epoch) {
+                return code;
+            }
+            tokio::select! {
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(deadline) => {
+                    return self
+                        .completion(required, leader_epoch)
+                        .unwrap_or(codes::REQUEST_TIMED_OUT);
+                }
+            }
+        }
+    }
+
+    /// ISR, maximal ISR and whether the partition is under-replicated / under min ISR (leader
+    /// only).
+    pub fn leader_view(&self) -> Option<(Vec<i32>, bool, bool)> {
+        self.lock_leader()
+            .as_ref()
+            .map(|l| (l.isr().to_vec(), l.under_replicated(), l.under_min_isr()))
     }
 
     /// The high watermark: offsets below it are committed and visible to consumers.
@@ -206,16 +456,6 @@ impl Partition {
         }
     }
 
-    /// The one place a leader's high watermark follows its log: on one node every appended
-    /// record is committed, so the high watermark becomes the log end offset. (Replication
-    /// will instead advance it from the in-sync followers' fetch positions.) No-op unless
-    /// leader.
-    pub fn maybe_advance_high_watermark(&self) {
-        if self.is_leader() {
-            self.advance_high_watermark(self.log.log_end_offset());
-        }
-    }
-
     /// A future that completes at the next high-watermark change of this partition. Call
     /// `enable()` on it (or poll it) *before* reading, so a change between the read and the
     /// wait is not missed.
@@ -223,11 +463,18 @@ impl Partition {
         self.hw_changed.notified()
     }
 
+    /// A future that completes at the next append to this partition's log (what a
+    /// follower's fetch parked at the leader waits for). Enable it before reading.
+    pub fn appended(&self) -> Notified<'_> {
+        self.appended.notified()
+    }
+
     /// Wakes every fetch parked on this partition without moving the high watermark (the
     /// reconciler's call when the partition closes or changes role, so parked fetches look it
     /// up again and answer the new error at once instead of at their deadline).
     pub fn wake_waiters(&self) {
         self.hw_changed.notify_waiters();
+        self.appended.notify_waiters();
     }
 
     /// Appends a batch as leader at the current leader epoch, then advances the high
@@ -243,8 +490,51 @@ impl Partition {
             });
         }
         let info = self.log.append(records, s.leader_epoch)?;
-        self.maybe_advance_high_watermark();
+        if !info.duplicate {
+            self.appended.notify_waiters();
+            let hw = self
+                .lock_leader()
+                .as_mut()
+                .and_then(|l| l.on_local_append(self.log.log_end_offset()));
+            if let Some(hw) = hw {
+                self.advance_high_watermark(hw);
+            }
+        }
         Ok(info)
+    }
+
+    /// Appends batches fetched from `leader` at `leader_epoch`, byte for byte, if this broker
+    /// still follows that leader at that epoch (checked under the role lock, so a role change
+    /// never interleaves with the append). Then takes the leader's high watermark, capped at
+    /// the local log end. Blocking when the log's flush policy syncs.
+    pub fn append_as_follower(
+        &self,
+        records: &[u8],
+        leader: i32,
+        leader_epoch: i32,
+        leader_high_watermark: i64,
+    ) -> Result<AppendInfo, PartitionError> {
+        let s = self.state.read().unwrap_or_else(|p| p.into_inner());
+        if s.role != (Role::Follower { leader }) || s.leader_epoch != leader_epoch {
+            return Err(PartitionError::NotLeader {
+                topic: self.topic.clone(),
+                index: self.index,
+                role: s.role,
+            });
+        }
+        let info = self.log.append_as_follower(records)?;
+        drop(s);
+        if info.record_count > 0 {
+            self.appended.notify_waiters();
+        }
+        self.advance_high_watermark(leader_high_watermark.min(self.log.log_end_offset()));
+        Ok(info)
+    }
+
+    /// Whether this broker follows `leader` at `leader_epoch`.
+    pub fn follows(&self, leader: i32, leader_epoch: i32) -> bool {
+        let s = self.read_state();
+        s.role == (Role::Follower { leader }) && s.leader_epoch == leader_epoch
     }
 
     /// A cheap copy of the effective topic config.
@@ -259,6 +549,7 @@ impl Partition {
     pub fn set_config(&self, tc: Arc<TopicConfig>) {
         self.log.set_config(log_config(&tc));
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = tc;
+        self.refresh_replication_config();
     }
 }
 
@@ -458,6 +749,9 @@ pub(crate) mod tests {
             tc,
             role,
             0,
+            1,
+            ReplicaSet::solo(1),
+            30_000,
         ))
     }
 
@@ -557,9 +851,11 @@ pub(crate) mod tests {
         assert_eq!(err, Some(codes::NOT_LEADER_OR_FOLLOWER));
         assert_eq!(p.log.log_end_offset(), 0);
 
-        p.set_role(Role::None, 4).expect("role");
+        p.set_role(Role::None, 4, 1, &ReplicaSet::solo(1))
+            .expect("role");
         assert_eq!(p.check_leader(), Err(codes::NOT_LEADER_OR_FOLLOWER));
-        p.set_role(Role::Leader, 5).expect("role");
+        p.set_role(Role::Leader, 5, 1, &ReplicaSet::solo(1))
+            .expect("role");
         assert!(table.leader(&md, TopicRef::Name("t"), 0).is_ok());
         assert_eq!(p.leader_epoch(), 5);
         assert_eq!(p.check_leader_epoch(5), codes::NONE);
@@ -616,12 +912,16 @@ pub(crate) mod tests {
             tc,
             Role::Follower { leader: 9 },
             0,
+            1,
+            ReplicaSet::solo(1),
+            30_000,
         );
         assert_eq!(p.high_watermark(), 0);
         p.maybe_advance_high_watermark();
         assert_eq!(p.high_watermark(), 0);
         // Promoted: the leader's high watermark follows its log.
-        p.set_role(Role::Leader, 1).expect("role");
+        p.set_role(Role::Leader, 1, 1, &ReplicaSet::solo(1))
+            .expect("role");
         assert_eq!(p.high_watermark(), 2);
     }
 }

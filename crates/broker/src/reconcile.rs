@@ -20,7 +20,7 @@ use sluice_storage::{Backend, Log, StorageError};
 use uuid::Uuid;
 
 use crate::groups::{Groups, OFFSETS_TOPIC};
-use crate::partition::{log_config, Partition, PartitionTable, Role};
+use crate::partition::{log_config, Partition, PartitionTable, ReplicaSet, Role};
 
 /// One local change decided by [`plan`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,6 +62,13 @@ pub enum Change {
         role: Role,
         /// New leader epoch.
         leader_epoch: i32,
+    },
+    /// A hosted partition's ISR, replicas or partition epoch changed (same leader and epoch).
+    UpdateReplicas {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        index: i32,
     },
     /// A topic's config overrides changed.
     RefreshConfig {
@@ -142,6 +149,16 @@ pub fn plan(prev: &Metadata, next: &Metadata, node_id: i32) -> Vec<Change> {
                         leader_epoch: p.leader_epoch,
                     })
                 }
+                Some(q)
+                    if q.isr != p.isr
+                        || q.replicas != p.replicas
+                        || q.partition_epoch != p.partition_epoch =>
+                {
+                    rest.push(Change::UpdateReplicas {
+                        topic: t.name.clone(),
+                        index: p.index,
+                    })
+                }
                 Some(_) => {}
             }
         }
@@ -208,6 +225,16 @@ impl Reconciler {
             self.apply(table, groups, next, change);
         }
         groups.on_topics_deleted(&deleted_topics(prev, next));
+        // Leaders admit to the ISR only brokers that are eligible now, at their current epoch.
+        let eligible = eligible_brokers(next);
+        for p in table.all().into_iter().filter(|p| p.is_leader()) {
+            p.set_eligible_brokers(&eligible);
+        }
+    }
+
+    /// `replica.lag.time.max.ms` of this broker.
+    pub fn lag_time_max_ms(&self) -> i64 {
+        self.settings.replica_lag_time_max_ms()
     }
 
     fn apply(&self, table: &PartitionTable, groups: &Groups, next: &Metadata, change: Change) {
@@ -266,6 +293,12 @@ impl Reconciler {
                     leader_epoch,
                 )
             }
+            Change::UpdateReplicas { topic, index } => {
+                if let (Some(p), Some(info)) = (table.get(&topic, index), find(next, &topic, index))
+                {
+                    p.update_replicas(&ReplicaSet::of(info));
+                }
+            }
             Change::RefreshConfig { topic } => {
                 let Some(t) = next.topics.get(&topic) else {
                     return;
@@ -290,9 +323,11 @@ impl Reconciler {
         role: Role,
         leader_epoch: i32,
     ) {
+        let replicas =
+            find(next, topic, index).map_or_else(|| ReplicaSet::solo(self.node_id), ReplicaSet::of);
         if let Some(p) = table.get(topic, index) {
             let was_leader = p.is_leader();
-            if let Err(e) = p.set_role(role, leader_epoch) {
+            if let Err(e) = p.set_role(role, leader_epoch, self.node_id, &replicas) {
                 tracing::error!(
                     topic,
                     partition = index,
@@ -323,6 +358,9 @@ impl Reconciler {
                     tc,
                     role,
                     leader_epoch,
+                    self.node_id,
+                    replicas,
+                    self.lag_time_max_ms(),
                 ));
                 table.insert(p.clone());
                 if p.is_leader() {
@@ -360,6 +398,24 @@ impl Reconciler {
         }
         Ok(log)
     }
+}
+
+/// The partition `topic`-`index` of `md`, if any.
+fn find<'a>(md: &'a Metadata, topic: &str, index: i32) -> Option<&'a PartitionInfo> {
+    md.topics
+        .get(topic)?
+        .partitions
+        .iter()
+        .find(|p| p.index == index)
+}
+
+/// Brokers that may join an ISR (registered, unfenced, not shutting down) and their epochs.
+pub fn eligible_brokers(md: &Metadata) -> std::collections::BTreeMap<i32, i64> {
+    md.brokers
+        .values()
+        .filter(|b| b.is_eligible())
+        .map(|b| (b.node_id, b.broker_epoch))
+        .collect()
 }
 
 fn close(p: &Partition) {

@@ -46,13 +46,11 @@ fn split_host_port(addr: &str) -> Result<(String, i32), BrokerError> {
 }
 
 pub async fn run(
-    mut config: BrokerConfig,
+    config: BrokerConfig,
     backend: Option<Arc<dyn sluice_storage::Backend>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), BrokerError> {
     let started = Instant::now();
-    // Until partitions are replicated (cluster part 2), a topic has one replica.
-    config.settings.set_max_replication_factor(Some(1));
     let (listen_host, listen_port) = split_host_port(&config.listen)?;
     let advertised = config
         .advertised
@@ -169,7 +167,8 @@ pub async fn run(
     );
 
     let limits = Arc::new(ConnLimits::new(&broker));
-    let maintenance = crate::lifecycle::spawn(broker.clone(), stop_rx.clone());
+    let mut maintenance = crate::lifecycle::spawn(broker.clone(), stop_rx.clone());
+    maintenance.push(crate::replica::isr::spawn(broker.clone(), stop_rx.clone()));
     let mut conns = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
@@ -207,6 +206,7 @@ pub async fn run(
         crate::cluster::controlled_shutdown(&broker, Duration::from_secs(5)).await;
     }
     let _ = stop_tx.send(true);
+    broker.replication.stop();
     let drained =
         tokio::time::timeout(DRAIN, async { while conns.join_next().await.is_some() {} }).await;
     if drained.is_err() {

@@ -60,6 +60,8 @@ pub struct Broker {
     pub partitions: PartitionTable,
     /// Turns committed metadata into local partition state.
     pub reconciler: Reconciler,
+    /// Replica fetchers and their stop flag.
+    pub replication: crate::replica::Replication,
     _lock: DirLock,
 }
 
@@ -106,6 +108,7 @@ impl Broker {
             groups: crate::groups::Groups::new(&config.settings),
             partitions: PartitionTable::default(),
             reconciler,
+            replication: crate::replica::Replication::default(),
             _lock: lock,
             config,
         };
@@ -178,16 +181,20 @@ impl Broker {
     pub fn spawn_metadata_follower(self: &Arc<Broker>) {
         let mut rx = self.quorum.committed();
         let weak = Arc::downgrade(self);
+        crate::replica::fetcher::sync(self);
         tokio::spawn(async move {
             loop {
                 let c = rx.borrow_and_update().clone();
                 let Some(b) = weak.upgrade() else { return };
                 if c.offset > b.applied_offset() {
-                    let r = tokio::task::spawn_blocking(move || b.apply_committed_at(c)).await;
+                    let b2 = b.clone();
+                    let r = tokio::task::spawn_blocking(move || b2.apply_committed_at(c)).await;
                     if let Err(e) = r {
                         tracing::error!("applying metadata failed: {e}");
                     }
+                    crate::replica::fetcher::sync(&b);
                 }
+                drop(b);
                 if rx.changed().await.is_err() {
                     return;
                 }

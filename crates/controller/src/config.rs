@@ -331,6 +331,11 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
         "Replication factor of __consumer_offsets (capped to the available brokers by Sluice)."),
     def("producer.id.expiration.ms", T::Int, Some("86400000"), &[], V::AtLeast(1), "Idle producer ids expire after this long."),
     def("queued.max.requests", T::Int, Some("500"), &[], V::AtLeast(1), "Requests queued before network threads stop reading."),
+    def("replica.fetch.backoff.ms", T::Int, Some("1000"), &[], V::AtLeast(0), "Pause of a follower's fetcher after a failed fetch."),
+    def("replica.fetch.max.bytes", T::Int, Some("1048576"), &[], V::AtLeast(0), "Bytes a follower asks for per partition in one fetch."),
+    def("replica.fetch.response.max.bytes", T::Int, Some("10485760"), &[], V::AtLeast(0), "Bytes a follower asks for in one whole fetch."),
+    def("replica.fetch.wait.max.ms", T::Int, Some("500"), &[], V::AtLeast(0), "Longest time a follower's fetch waits at the leader for data."),
+    def("replica.lag.time.max.ms", T::Long, Some("30000"), &[], V::AtLeast(0), "A follower that has not caught up for this long leaves the ISR."),
     def("socket.receive.buffer.bytes", T::Int, Some("102400"), &[], V::Any, "SO_RCVBUF of the listener (-1 = OS default)."),
     def("socket.request.max.bytes", T::Int, Some("104857600"), &[], V::AtLeast(1), "Largest request the broker reads."),
     def("socket.send.buffer.bytes", T::Int, Some("102400"), &[], V::Any, "SO_SNDBUF of the listener (-1 = OS default)."),
@@ -770,6 +775,36 @@ impl BrokerSettings {
     /// `min.insync.replicas` (default 1).
     pub fn min_insync_replicas(&self) -> i32 {
         self.i32_or("min.insync.replicas", 1)
+    }
+
+    /// `offsets.commit.timeout.ms` (default 5000).
+    pub fn offsets_commit_timeout_ms(&self) -> i32 {
+        self.i32_or("offsets.commit.timeout.ms", 5000)
+    }
+
+    /// `replica.lag.time.max.ms` (default 30000).
+    pub fn replica_lag_time_max_ms(&self) -> i64 {
+        self.i64_or("replica.lag.time.max.ms", 30_000)
+    }
+
+    /// `replica.fetch.wait.max.ms` (default 500).
+    pub fn replica_fetch_wait_max_ms(&self) -> i32 {
+        self.i32_or("replica.fetch.wait.max.ms", 500)
+    }
+
+    /// `replica.fetch.max.bytes` (default 1 MiB).
+    pub fn replica_fetch_max_bytes(&self) -> i32 {
+        self.i32_or("replica.fetch.max.bytes", 1_048_576)
+    }
+
+    /// `replica.fetch.response.max.bytes` (default 10 MiB).
+    pub fn replica_fetch_response_max_bytes(&self) -> i32 {
+        self.i32_or("replica.fetch.response.max.bytes", 10_485_760)
+    }
+
+    /// `replica.fetch.backoff.ms` (default 1000).
+    pub fn replica_fetch_backoff_ms(&self) -> i32 {
+        self.i32_or("replica.fetch.backoff.ms", 1000)
     }
 
     /// `log.retention.check.interval.ms` (default 300000).

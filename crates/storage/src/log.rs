@@ -910,7 +910,7 @@ impl Log {
     /// are the batches' headers with their positions in `batches`. The caller holds the
     /// writer lock, then updates producer state and epochs and calls
     /// [`Log::apply_flush_policy`].
-    pub(super) fn write_batches_locked(
+    fn write_batches_locked(
         &self,
         w: &mut Writer,
         batches: &[u8],
@@ -952,7 +952,7 @@ impl Log {
 
     /// Counts `record_count` unflushed records and fsyncs when `flush.messages` or
     /// `flush.ms` says so.
-    pub(super) fn apply_flush_policy(&self, w: &mut Writer, record_count: i64) -> Result<()> {
+    fn apply_flush_policy(&self, w: &mut Writer, record_count: i64) -> Result<()> {
         let cfg = self.cfg();
         w.unflushed_messages += u64::try_from(record_count).unwrap_or(0);
         let due_messages = cfg

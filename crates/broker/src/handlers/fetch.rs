@@ -30,6 +30,20 @@ pub async fn handle(
     req: FetchRequest,
     version: i16,
 ) -> Result<FetchResponse, CloseConnection> {
+    // A follower's fetch (KIP-903 `ReplicaState` from v15, `replica_id` before).
+    let (replica, replica_epoch) = if version >= 15 {
+        (
+            req.replica_state.replica_id.0,
+            req.replica_state.replica_epoch,
+        )
+    } else {
+        (req.replica_id.0, -1)
+    };
+    if replica >= 0 {
+        return Ok(
+            super::replica_fetch::handle(broker, req, version, replica, replica_epoch).await,
+        );
+    }
     if req.session_id != 0 {
         // We never hand out session ids, so a client can't have one of ours.
         let mut resp = FetchResponse::default();
@@ -80,7 +94,7 @@ pub async fn handle(
 }
 
 /// Completes when any of the waits does (a high watermark of a requested partition moved).
-async fn any_ready(waits: &mut [Pin<Box<Notified<'_>>>]) {
+pub(super) async fn any_ready(waits: &mut [Pin<Box<Notified<'_>>>]) {
     std::future::poll_fn(|cx| {
         for w in waits.iter_mut() {
             if w.as_mut().poll(cx).is_ready() {

@@ -34,8 +34,17 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                 Err(code) => r.error_code = code,
                 Ok(h) => {
                     let code = h.check_leader_epoch(p.current_leader_epoch);
+                    // A new leader whose high watermark has not reached its epoch start yet.
+                    let not_available = if version >= 5 {
+                        codes::OFFSET_NOT_AVAILABLE
+                    } else {
+                        codes::LEADER_NOT_AVAILABLE
+                    };
+                    let lagging = h.offsets_not_available().is_some();
                     if code != codes::NONE {
                         r.error_code = code;
+                    } else if lagging && p.timestamp == LATEST {
+                        r.error_code = not_available;
                     } else {
                         let found: Result<Option<(i64, i64)>, _> = match p.timestamp {
                             // read_uncommitted consumers see up to the high watermark.
@@ -46,6 +55,15 @@ pub fn handle(broker: &Broker, req: ListOffsetsRequest, version: i16) -> ListOff
                             _ => Ok(None),
                         };
                         match found {
+                            // A timestamp lookup only finds committed records.
+                            Ok(Some((offset, _)))
+                                if (p.timestamp >= 0 || p.timestamp == MAX_TIMESTAMP)
+                                    && offset >= h.high_watermark() =>
+                            {
+                                if lagging {
+                                    r.error_code = not_available;
+                                }
+                            }
                             Ok(Some((offset, ts))) => {
                                 r.offset = offset;
                                 r.timestamp = ts;

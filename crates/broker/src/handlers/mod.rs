@@ -14,6 +14,7 @@ mod list_offsets;
 mod metadata;
 mod produce;
 mod producer;
+mod replica_fetch;
 
 use std::sync::Arc;
 

@@ -22,8 +22,13 @@ pub async fn handle(
 ) -> Option<ProduceResponse> {
     let acks = req.acks;
     let md = broker.metadata();
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
     let mut responses = Vec::with_capacity(req.topic_data.len());
     let mut hinted = std::collections::BTreeSet::new();
+    // acks=all writes waiting for the high watermark: (topic #, partition #, partition,
+    // offset the high watermark must reach, leader epoch of the append).
+    let mut replicating: Vec<(usize, usize, Arc<Partition>, i64, i32)> = Vec::new();
     for topic in req.topic_data {
         let name: Option<String> = if version >= 13 {
             md.topic_by_id(&topic.topic_id).map(|t| t.name.clone())
@@ -50,15 +55,18 @@ pub async fn handle(
                 Some(name) => match broker
                     .leader_partition(topic_ref(version, &topic.topic_id, name), p.index)
                 {
-                    Ok(h) => append(broker, h, p.records).await,
+                    Ok(h) => append(broker, h, p.records, acks).await,
                     Err(code) => Err(Refusal::new(code, lookup_message(code, name, p.index))),
                 },
             };
             match outcome {
-                Ok((base, append_time, start)) => {
-                    r.base_offset = base;
-                    r.log_append_time_ms = append_time;
-                    r.log_start_offset = start;
+                Ok(done) => {
+                    r.base_offset = done.base_offset;
+                    r.log_append_time_ms = done.append_time;
+                    r.log_start_offset = done.log_start;
+                    if let Some((h, required, epoch)) = done.replicate {
+                        replicating.push((responses.len(), parts.len(), h, required, epoch));
+                    }
                 }
                 Err(refusal) => {
                     tracing::debug!(
@@ -108,6 +116,32 @@ pub async fn handle(
     }
     if acks == 0 {
         return None;
+    }
+    for (ti, pi, h, required, epoch) in replicating {
+        let code = h.wait_replicated(required, epoch, deadline).await;
+        if code == codes::NONE {
+            continue;
+        }
+        if let Some(r) = responses
+            .get_mut(ti)
+            .and_then(|t: &mut TopicProduceResponse| t.partition_responses.get_mut(pi))
+        {
+            r.error_code = code;
+            r.base_offset = -1;
+            if version >= 8 {
+                r.error_message = Some(sb(match code {
+                    codes::REQUEST_TIMED_OUT => format!(
+                        "{}-{} was not replicated to the in-sync replicas within the request timeout",
+                        h.topic, h.index
+                    ),
+                    codes::NOT_ENOUGH_REPLICAS_AFTER_APPEND => format!(
+                        "{}-{}: the write was appended but the ISR shrank below min.insync.replicas",
+                        h.topic, h.index
+                    ),
+                    _ => lookup_message(code, &h.topic, h.index),
+                }));
+            }
+        }
     }
     let mut resp = ProduceResponse::default();
     resp.responses = responses;
@@ -311,12 +345,22 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Validates and appends one partition's records. Ok = (base offset, log append time, log start).
+/// A partition's accepted write: its offsets and, for acks=all, what to wait for.
+struct Appended {
+    base_offset: i64,
+    append_time: i64,
+    log_start: i64,
+    /// acks=all: (partition, offset the high watermark must reach, leader epoch).
+    replicate: Option<(Arc<Partition>, i64, i32)>,
+}
+
+/// Validates and appends one partition's records.
 async fn append(
     broker: &Arc<Broker>,
     h: Arc<Partition>,
     records: Option<Bytes>,
-) -> Result<(i64, i64, i64), Refusal> {
+    acks: i16,
+) -> Result<Appended, Refusal> {
     let cfg = h.config();
     let records = records.unwrap_or_default();
     if records.is_empty() {
@@ -392,6 +436,19 @@ async fn append(
     } else {
         -1
     };
+    // acks=all is refused before the append while the ISR is below min.insync.replicas.
+    if acks == -1 {
+        h.check_enough_replicas().map_err(|code| {
+            Refusal::new(
+                code,
+                format!(
+                    "{}-{}: the in-sync replicas are fewer than min.insync.replicas={}",
+                    h.topic, h.index, cfg.min_insync_replicas
+                ),
+            )
+        })?;
+    }
+    let epoch = h.leader_epoch();
     let len = buf.len() as u64;
     let needs_sync = cfg.flush_messages.is_some_and(|n| n > 0 && n < i64::MAX);
     // Appending as leader advances the high watermark, which wakes this partition's fetches.
@@ -411,7 +468,13 @@ async fn append(
             .metrics
             .topic_messages_in(&h.topic, info.record_count);
     }
-    Ok((info.base_offset, append_time, info.log_start_offset))
+    let replicate = (acks == -1).then(|| (h.clone(), info.last_offset + 1, epoch));
+    Ok(Appended {
+        base_offset: info.base_offset,
+        append_time,
+        log_start: info.log_start_offset,
+        replicate,
+    })
 }
 
 /// Maps a `compression.type` value to a batch codec id; `None` for `producer`.

@@ -1,0 +1,288 @@
+//! The follower's fetchers: one task per source broker (a partition leader), carrying every
+//! partition this broker follows from it in one Fetch request (v15+, with `ReplicaState`:
+//! our node id and broker epoch, KIP-903; `LastFetchedEpoch` per partition, KIP-320).
+//!
+//! Each round: collect the partitions that follow that leader (from the partition table, so
+//! a role change takes effect at the next round), send one Fetch, then on a blocking thread
+//! apply each partition's answer: append the batches byte for byte, take the leader's high
+//! watermark and log start, or, on a diverging epoch, truncate to the end of the common epoch
+//! (KIP-101/279) and fetch again from there. A fetcher with no partitions left ends; one is
+//! started for every new source when metadata is applied ([`sync`]).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sluice_client::Connection;
+use uuid::Uuid;
+
+use crate::codes;
+use crate::partition::{Partition, Role};
+use crate::state::Broker;
+
+/// Starts a fetcher for every leader this broker follows a partition from and has none yet.
+/// Called after each metadata change is applied.
+pub fn sync(broker: &Arc<Broker>) {
+    if broker.replication.is_stopping() {
+        return;
+    }
+    let mut leaders: Vec<i32> = broker
+        .all_partitions()
+        .iter()
+        .filter_map(|p| match p.role() {
+            Role::Follower { leader } => Some(leader),
+            _ => None,
+        })
+        .collect();
+    leaders.sort_unstable();
+    leaders.dedup();
+    let mut running = broker.replication.lock_running();
+    for leader in leaders {
+        if running.insert(leader) {
+            let b = broker.clone();
+            tokio::spawn(async move { run(b, leader).await });
+        }
+    }
+}
+
+/// The partitions this broker follows from `leader`, with the leader epoch each follows at.
+fn following(broker: &Broker, leader: i32) -> Vec<(Arc<Partition>, i32)> {
+    broker
+        .all_partitions()
+        .into_iter()
+        .filter(|p| p.role() == Role::Follower { leader })
+        .map(|p| {
+            let e = p.leader_epoch();
+            (p, e)
+        })
+        .collect()
+}
+
+/// The address followers fetch from: the leader's inter-broker endpoint as registered.
+fn leader_addr(broker: &Broker, leader: i32) -> Option<String> {
+    let md = broker.metadata();
+    let b = md.brokers.get(&leader)?;
+    Some(format!("{}:{}", b.host, b.port))
+}
+
+async fn run(broker: Arc<Broker>, leader: i32) {
+    let settings = &broker.config.settings;
+    let backoff = Duration::from_millis(
+        u64::try_from(settings.replica_fetch_backoff_ms().max(0)).unwrap_or(1000),
+    );
+    let wait_ms = settings.replica_fetch_wait_max_ms().max(0);
+    let mut conn: Option<Connection> = None;
+    tracing::info!(leader, "replica fetcher started");
+    loop {
+        if broker.replication.is_stopping() {
+            break;
+        }
+        let parts = following(&broker, leader);
+        if parts.is_empty() {
+            let mut running = broker.replication.lock_running();
+            if following(&broker, leader).is_empty() {
+                running.remove(&leader);
+                tracing::info!(leader, "replica fetcher stopped: no partition follows it");
+                return;
+            }
+            continue;
+        }
+        if conn.is_none() {
+            let Some(addr) = leader_addr(&broker, leader) else {
+                tokio::time::sleep(backoff).await;
+                continue;
+            };
+            match Connection::connect(
+                &addr,
+                &format!("sluice-replica-{}", broker.config.node_id),
+                Duration::from_secs(5),
+                Duration::from_secs(30),
+            )
+            .await
+            {
+                Ok(c) => conn = Some(c),
+                Err(e) => {
+                    tracing::debug!(leader, %addr, "replica fetcher cannot connect: {e}");
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
+            }
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        let req = build_request(&broker, &parts, wait_ms);
+        let extra = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(500));
+        let resp = match c.send_with_extra_time(&req, extra).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(leader, "replica fetch failed: {e}");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let b = broker.clone();
+        let applied = tokio::task::spawn_blocking(move || apply(&b, leader, &parts, resp)).await;
+        match applied {
+            Ok(Outcome::Progress) => {}
+            Ok(Outcome::AllFailed) => tokio::time::sleep(backoff).await,
+            Err(e) => {
+                tracing::error!(leader, "applying a replica fetch failed: {e}");
+                tokio::time::sleep(backoff).await;
+            }
+        }
+    }
+    broker.replication.lock_running().remove(&leader);
+}
+
+fn build_request(broker: &Broker, parts: &[(Arc<Partition>, i32)], wait_ms: i32) -> FetchRequest {
+    let settings = &broker.config.settings;
+    let node = broker.config.node_id;
+    let mut by_topic: HashMap<Uuid, FetchTopic> = HashMap::new();
+    for (p, epoch) in parts {
+        let t = by_topic.entry(p.topic_id).or_insert_with(|| {
+            let mut t = FetchTopic::default();
+            t.topic = TopicName(StrBytes::from_string(p.topic.clone()));
+            t.topic_id = p.topic_id;
+            t
+        });
+        let mut fp = FetchPartition::default();
+        fp.partition = p.index;
+        fp.current_leader_epoch = *epoch;
+        fp.fetch_offset = p.log.log_end_offset();
+        fp.last_fetched_epoch = p.log.latest_epoch().unwrap_or(-1);
+        fp.log_start_offset = p.log.log_start_offset();
+        fp.partition_max_bytes = settings.replica_fetch_max_bytes();
+        t.partitions.push(fp);
+    }
+    let mut state = ReplicaState::default();
+    state.replica_id = BrokerId(node);
+    state.replica_epoch = broker.broker_epoch();
+    let mut req = FetchRequest::default();
+    req.replica_id = BrokerId(node);
+    req.replica_state = state;
+    req.max_wait_ms = wait_ms;
+    req.min_bytes = 1;
+    req.max_bytes = settings.replica_fetch_response_max_bytes();
+    req.isolation_level = 0;
+    req.session_id = 0;
+    req.session_epoch = -1;
+    req.topics = by_topic.into_values().collect();
+    req
+}
+
+enum Outcome {
+    /// At least one partition answered without an error.
+    Progress,
+    /// Every partition failed (not leader, fenced epoch, ...): back off.
+    AllFailed,
+}
+
+/// Applies one fetch response to the partitions it was for. Blocking (appends, truncation).
+fn apply(
+    broker: &Broker,
+    leader: i32,
+    parts: &[(Arc<Partition>, i32)],
+    resp: FetchResponse,
+) -> Outcome {
+    if resp.error_code != codes::NONE {
+        tracing::debug!(leader, code = resp.error_code, "replica fetch refused");
+        return Outcome::AllFailed;
+    }
+    let by_key: HashMap<(Uuid, i32), &(Arc<Partition>, i32)> = parts
+        .iter()
+        .map(|e| ((e.0.topic_id, e.0.index), e))
+        .collect();
+    let by_name: HashMap<(&str, i32), &(Arc<Partition>, i32)> = parts
+        .iter()
+        .map(|e| ((e.0.topic.as_str(), e.0.index), e))
+        .collect();
+    let mut progress = false;
+    for t in resp.responses {
+        for pd in t.partitions {
+            let found = if t.topic_id.is_nil() {
+                by_name.get(&(t.topic.as_str(), pd.partition_index))
+            } else {
+                by_key.get(&(t.topic_id, pd.partition_index))
+            };
+            let Some((p, epoch)) = found else { continue };
+            if !p.follows(leader, *epoch) {
+                continue;
+            }
+            match apply_partition(broker, leader, p, *epoch, pd) {
+                Ok(()) => progress = true,
+                Err(reason) => tracing::debug!(
+                    topic = %p.topic,
+                    partition = p.index,
+                    leader,
+                    "replica fetch: {reason}"
+                ),
+            }
+        }
+    }
+    if progress {
+        Outcome::Progress
+    } else {
+        Outcome::AllFailed
+    }
+}
+
+fn apply_partition(
+    _broker: &Broker,
+    leader: i32,
+    p: &Partition,
+    epoch: i32,
+    pd: PartitionData,
+) -> Result<(), String> {
+    match pd.error_code {
+        codes::NONE => {}
+        codes::OFFSET_OUT_OF_RANGE => {
+            let end = p.log.log_end_offset();
+            if pd.log_start_offset > end {
+                // We fell below the leader's log start: start over there.
+                tracing::info!(topic = %p.topic, partition = p.index, from = end,
+                    to = pd.log_start_offset, "follower log restarts at the leader's log start");
+                p.log
+                    .reset_to(pd.log_start_offset)
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            if pd.high_watermark >= 0 && pd.high_watermark < end {
+                p.log
+                    .truncate_to(pd.high_watermark)
+                    .map_err(|e| e.to_string())?;
+                return Ok(());
+            }
+            return Err("offset out of range".into());
+        }
+        code => return Err(format!("leader answered {}", codes::name(code))),
+    }
+    if pd.diverging_epoch.epoch >= 0 {
+        let div = &pd.diverging_epoch;
+        let local = p
+            .log
+            .end_offset_for_epoch(div.epoch)
+            .map_err(|e| e.to_string())?;
+        let end = p.log.log_end_offset();
+        let to = sluice_replication::truncation_offset(div.epoch, div.end_offset, local, end);
+        tracing::info!(topic = %p.topic, partition = p.index, leader, epoch = div.epoch,
+            leader_end = div.end_offset, from = end, to, "log diverged from the leader's; truncating");
+        p.log.truncate_to(to).map_err(|e| e.to_string())?;
+        return Ok(());
+    }
+    let records = pd.records.unwrap_or_default();
+    p.append_as_follower(&records, leader, epoch, pd.high_watermark)
+        .map_err(|e| e.to_string())?;
+    if pd.log_start_offset > p.log.log_start_offset() {
+        let upto = pd.log_start_offset.min(p.high_watermark());
+        if upto > p.log.log_start_offset() {
+            p.log
+                .delete_records_before(upto)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
