@@ -4,6 +4,20 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::{Completion, IsrChange, ReplicationConfig};
 
+/// Deliberate bugs for the simulation to catch (tests only).
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Bug {
+    /// Correct behaviour.
+    None,
+    /// The hw is the leader's log end alone.
+    HwIsLogEnd,
+    /// The hw ignores members a pending expansion adds (KIP-497's maximal ISR).
+    HwOverCommittedIsr,
+    /// A follower joins once it reaches the hw, even below the leader epoch's start.
+    ExpandAtHwOnly,
+}
+
 /// What the leader knows about one follower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Follower {
@@ -52,10 +66,9 @@ pub struct LeaderState {
     /// Eligible brokers and their broker epochs (KIP-903); empty until first set.
     eligible: BTreeMap<i32, i64>,
     pending: Option<IsrChange>,
-    /// Test knob: the hw follows the leader's log end alone (a deliberate bug the
-    /// simulation must catch).
+    /// Test knob: a deliberate bug the simulation must catch.
     #[cfg(test)]
-    pub(crate) bug_hw_is_log_end: bool,
+    pub(crate) bug: Bug,
 }
 
 impl LeaderState {
@@ -93,7 +106,7 @@ impl LeaderState {
             eligible: BTreeMap::new(),
             pending: None,
             #[cfg(test)]
-            bug_hw_is_log_end: false,
+            bug: Bug::None,
         };
         s.set_membership(replicas, isr, now_ms);
         s.maybe_advance_hw();
@@ -213,7 +226,15 @@ impl LeaderState {
             Some(listed) => f.broker_epoch == -1 || f.broker_epoch == *listed,
             None => false,
         };
-        if !epoch_ok || f.log_end < self.high_watermark.max(self.epoch_start_offset) {
+        #[cfg(test)]
+        let needed = if self.bug == Bug::ExpandAtHwOnly {
+            self.high_watermark
+        } else {
+            self.high_watermark.max(self.epoch_start_offset)
+        };
+        #[cfg(not(test))]
+        let needed = self.high_watermark.max(self.epoch_start_offset);
+        if !epoch_ok || f.log_end < needed {
             return None;
         }
         let mut new_isr = self.isr.clone();
@@ -278,7 +299,7 @@ impl LeaderState {
     /// Recomputes the hw; returns it if it moved.
     fn maybe_advance_hw(&mut self) -> Option<i64> {
         #[cfg(test)]
-        if self.bug_hw_is_log_end {
+        if self.bug == Bug::HwIsLogEnd {
             if self.leader_log_end > self.high_watermark {
                 self.high_watermark = self.leader_log_end;
                 return Some(self.high_watermark);
@@ -289,7 +310,15 @@ impl LeaderState {
             return None;
         }
         let mut hw = self.leader_log_end;
-        for r in self.maximal_isr() {
+        #[cfg(test)]
+        let members = if self.bug == Bug::HwOverCommittedIsr {
+            self.isr.clone()
+        } else {
+            self.maximal_isr()
+        };
+        #[cfg(not(test))]
+        let members = self.maximal_isr();
+        for r in members {
             if r == self.local_id {
                 continue;
             }

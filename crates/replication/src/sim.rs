@@ -26,9 +26,10 @@
 //!
 //! `SIM_SEED=n` runs one seed; `SIM_SEEDS=n` runs seeds `0..n` (default [`DEFAULT_SEEDS`]).
 
+mod check;
 mod log;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use sluice_controller::{
     BrokerRegistration, ControllerError, Metadata, MetadataCommand, PartitionInfo, TopicRef,
@@ -36,6 +37,7 @@ use sluice_controller::{
 };
 use uuid::Uuid;
 
+use crate::leader::Bug;
 use crate::{truncation_offset, Completion, IsrChange, LeaderState, ReplicationConfig};
 use log::{Entry, Log};
 
@@ -189,12 +191,12 @@ struct Sim {
     /// Per node: how many committed entries it held at the last check.
     held: BTreeMap<i32, i64>,
     /// Test knob handed to every `LeaderState`.
-    bug_hw_is_log_end: bool,
+    bug: Bug,
     stats: Stats,
 }
 
 impl Sim {
-    fn new(seed: u64, bug_hw_is_log_end: bool) -> Result<Sim, String> {
+    fn new(seed: u64, bug: Bug) -> Result<Sim, String> {
         let mut rng = Rng::new(seed);
         let n = 3 + rng.below(3) as i32;
         let min_isr = 1 + rng.below(2) as usize;
@@ -216,7 +218,7 @@ impl Sim {
             hw_seen: BTreeMap::new(),
             leader_of_epoch: BTreeMap::new(),
             held: BTreeMap::new(),
-            bug_hw_is_log_end,
+            bug,
             stats: Stats::default(),
         };
         for id in 0..n {
@@ -336,7 +338,7 @@ impl Sim {
             .collect();
         let now = self.now;
         let config = self.config;
-        let bug = self.bug_hw_is_log_end;
+        let bug = self.bug;
         let n = &mut self.nodes[id as usize];
         n.view = Some(View { part: part.clone() });
         let my_epoch = n.leader.as_ref().map(|l| l.leader_epoch());
@@ -366,7 +368,7 @@ impl Sim {
                         config,
                         now,
                     );
-                    ls.bug_hw_is_log_end = bug;
+                    ls.bug = bug;
                     ls.set_eligible_brokers(&eligible);
                     n.leader = Some(ls);
                     self.stats.leaders += 1;
@@ -721,7 +723,6 @@ impl Sim {
         let Some(id) = self.rng.pick(&ids) else {
             return Ok(());
         };
-        // Never take down the last live broker for good: restarts bring it back anyway.
         let n = self.node(id);
         n.up = false;
         n.leader = None;
@@ -805,109 +806,6 @@ impl Sim {
         self.stats.acked += done.len();
         self.acked.extend(done);
     }
-
-    /// The invariants.
-    fn check(&mut self) -> Check {
-        // Published hws: bounded, monotonic per epoch, and consistent with each other.
-        for n in &mut self.nodes {
-            let Some(ls) = n.leader.as_ref() else {
-                continue;
-            };
-            let hw = ls.high_watermark();
-            n.hw = hw;
-            if hw > n.log.end() {
-                return Err(format!(
-                    "leader {} hw {hw} beyond its log end {}",
-                    n.id,
-                    n.log.end()
-                ));
-            }
-            let key = (n.id, ls.leader_epoch());
-            let seen = self.hw_seen.get(&key).copied();
-            if seen.is_some_and(|s| hw < s) {
-                return Err(format!(
-                    "leader {} epoch {} hw went back from {seen:?} to {hw}",
-                    n.id, key.1
-                ));
-            }
-            self.hw_seen.insert(key, hw);
-            for o in seen.unwrap_or(0)..hw {
-                let e = n.log.get(o).ok_or("entry below hw missing")?;
-                match self.committed.get(o as usize) {
-                    Some(c) if *c != e => {
-                        return Err(format!(
-                            "leader {} epoch {} published {e:?} at {o} over committed {c:?}",
-                            n.id, key.1
-                        ))
-                    }
-                    Some(_) => {}
-                    None if o as usize == self.committed.len() => self.committed.push(e),
-                    None => return Err(format!("committed gap at {o}")),
-                }
-            }
-        }
-        self.stats.committed = self.committed.len();
-        let part = self.part()?.clone();
-        // ISR members hold exactly the committed entries below their log end, and never
-        // lose one they held.
-        let isr: BTreeSet<i32> = part.isr.iter().copied().collect();
-        for n in &self.nodes {
-            let upto = n.log.end().min(self.committed.len() as i64);
-            let held = self.held.get(&n.id).copied().unwrap_or(0);
-            if isr.contains(&n.id) {
-                if n.log.end() < held {
-                    return Err(format!(
-                        "ISR member {} lost committed entries: log end {} < {held}",
-                        n.id,
-                        n.log.end()
-                    ));
-                }
-                for o in 0..upto {
-                    if n.log.get(o) != self.committed.get(o as usize).copied() {
-                        return Err(format!(
-                            "ISR member {} has {:?} at {o}, committed {:?}",
-                            n.id,
-                            n.log.get(o),
-                            self.committed.get(o as usize)
-                        ));
-                    }
-                }
-            }
-            self.held.insert(n.id, upto);
-        }
-        if part.leader != NO_LEADER {
-            let l = &self.nodes[part.leader as usize];
-            for (o, e) in &self.acked {
-                if l.log.get(*o) != Some(*e) {
-                    return Err(format!(
-                        "acknowledged {e:?} at {o} missing from leader {} (epoch {}): {:?}",
-                        l.id,
-                        part.leader_epoch,
-                        l.log.get(*o)
-                    ));
-                }
-            }
-            // ISR members agree with the leader below its hw.
-            if let Some(ls) = l
-                .leader
-                .as_ref()
-                .filter(|ls| ls.leader_epoch() == part.leader_epoch)
-            {
-                for m in &part.isr {
-                    let m = &self.nodes[*m as usize];
-                    for o in 0..ls.high_watermark().min(m.log.end()) {
-                        if m.log.get(o) != l.log.get(o) {
-                            return Err(format!(
-                                "ISR member {} disagrees with leader {} at {o} below hw",
-                                m.id, l.id
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
 }
 
 /// Whether `n` follows `leader` at `leader_epoch` (a response for another is stale).
@@ -919,7 +817,7 @@ fn following(n: &Node, leader: i32, leader_epoch: i32) -> bool {
 }
 
 /// Runs one seed; the error names the seed and step.
-fn run(seed: u64, bug: bool) -> Result<Stats, String> {
+fn run(seed: u64, bug: Bug) -> Result<Stats, String> {
     let mut sim = Sim::new(seed, bug).map_err(|e| format!("SIM_SEED={seed} setup: {e}"))?;
     for step in 0..STEPS {
         sim.step()
@@ -947,7 +845,7 @@ fn simulation() {
     let seeds = seeds();
     let mut total = Stats::default();
     for seed in &seeds {
-        let s = run(*seed, false).unwrap_or_else(|e| panic!("simulation failed: {e}"));
+        let s = run(*seed, Bug::None).unwrap_or_else(|e| panic!("simulation failed: {e}"));
         total.acked += s.acked;
         total.leaders += s.leaders;
         total.truncations += s.truncations;
@@ -966,16 +864,31 @@ fn simulation() {
 
 #[test]
 fn simulation_is_reproducible() {
-    let a = run(42, false).map(|s| format!("{s:?}"));
-    let b = run(42, false).map(|s| format!("{s:?}"));
+    let a = run(42, Bug::None).map(|s| format!("{s:?}"));
+    let b = run(42, Bug::None).map(|s| format!("{s:?}"));
     assert_eq!(a, b);
 }
 
-#[test]
-fn simulation_catches_a_high_watermark_bug() {
-    // With hw = the leader's log end, an acknowledged write must go missing somewhere.
-    let caught = (0..200).find_map(|seed| run(seed, true).err());
-    let e = caught.expect("the injected hw bug was not caught within 200 seeds");
+/// The first failure of seeds `0..limit` with `bug` injected.
+fn catch(bug: Bug, limit: u64) -> String {
+    let caught = (0..limit).find_map(|seed| run(seed, bug).err());
+    let e = caught.unwrap_or_else(|| panic!("{bug:?} was not caught within {limit} seeds"));
     assert!(e.contains("SIM_SEED="), "{e}");
-    eprintln!("caught: {e}");
+    eprintln!("{bug:?} caught: {e}");
+    e
+}
+
+#[test]
+fn simulation_catches_hw_at_log_end() {
+    catch(Bug::HwIsLogEnd, 200);
+}
+
+#[test]
+fn simulation_catches_hw_over_committed_isr() {
+    catch(Bug::HwOverCommittedIsr, 2000);
+}
+
+#[test]
+fn simulation_catches_expansion_below_epoch_start() {
+    catch(Bug::ExpandAtHwOnly, 2000);
 }
