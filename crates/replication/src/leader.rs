@@ -292,6 +292,13 @@ impl LeaderState {
 
     /// The controller refused or failed the pending change: forget it so it can be
     /// proposed again (by the next fetch or [`poll`](Self::poll)).
+    ///
+    /// Call it only when the change is known not to be applied (INELIGIBLE_REPLICA,
+    /// OPERATION_NOT_ATTEMPTED), as Kafka does. After a timeout, INVALID_UPDATE_VERSION,
+    /// FENCED_LEADER_EPOCH or NOT_CONTROLLER an earlier try may have been applied: keep the
+    /// pending change (resend it after a timeout) until [`on_metadata`](Self::on_metadata)
+    /// brings a newer partition epoch — forgetting it there would let the hw pass a member
+    /// the controller already added.
     pub fn on_alter_failed(&mut self) {
         self.pending = None;
     }
