@@ -19,6 +19,7 @@ class Ack:
     partition: int
     offset: int
     t: float = 0.0  # time.monotonic() of the delivery callback
+    sent_t: float = 0.0  # time.monotonic() of the produce() call
 
 
 def parse_value(value: str) -> tuple[str, int]:

@@ -39,6 +39,9 @@ EXIT_OK, EXIT_VIOLATION, EXIT_ERROR, EXIT_UNSUPPORTED = 0, 1, 2, 3
 FAULT_KINDS = ("kill-leader", "kill-quorum-leader", "kill-follower", "pause", "partition")
 
 T0 = time.monotonic()
+# librdkafka's own log (connection refused while a node is down...): errors and worse only
+# with FAULT_CLIENT_LOG=1, else critical only.
+CLIENT_LOG_LEVEL = 3 if os.environ.get("FAULT_CLIENT_LOG") == "1" else 2
 
 
 def log(msg: str) -> None:
@@ -184,7 +187,7 @@ class ProducerWorker(threading.Thread):
 
         self.generations += 1
         return Producer({
-            "bootstrap.servers": self.bootstrap,
+            "bootstrap.servers": self.bootstrap, "log_level": CLIENT_LOG_LEVEL,
             "client.id": f"fault-{self.label}-{self.generations}",
             "acks": "all",
             "enable.idempotence": True,
@@ -196,10 +199,10 @@ class ProducerWorker(threading.Thread):
             "topic.metadata.refresh.interval.ms": 5000,
         })
 
-    def _on_delivery(self, err, msg):
+    def _on_delivery(self, err, msg, sent_t: float = 0.0):
         v = msg.value().decode()
         if err is None:
-            a = Ack(v, msg.partition(), msg.offset(), time.monotonic())
+            a = Ack(v, msg.partition(), msg.offset(), time.monotonic(), sent_t)
             with self.hist.lock:
                 self.hist.acks.append(a)
             return
@@ -217,8 +220,9 @@ class ProducerWorker(threading.Thread):
 
         _, seq = parse_value(v)
         try:
+            now = time.monotonic()
             p.produce(self.topic, value=v.encode(), key=f"k{seq % 61}".encode(),
-                      on_delivery=self._on_delivery)
+                      on_delivery=lambda err, msg: self._on_delivery(err, msg, now))
         except BufferError:
             p.poll(0.1)
             return False
@@ -292,7 +296,7 @@ class ConsumerWorker(threading.Thread):
 
         try:
             c = Consumer({
-                "bootstrap.servers": self.bootstrap,
+                "bootstrap.servers": self.bootstrap, "log_level": CLIENT_LOG_LEVEL,
                 "group.id": self.group,
                 "client.id": f"fault-consumer-{self.k}",
                 "enable.auto.commit": True,
@@ -340,7 +344,7 @@ class CommitWatcher(threading.Thread):
         from confluent_kafka.admin import AdminClient
 
         try:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": CLIENT_LOG_LEVEL})
             while not self.stop_ev.wait(self.interval):
                 self.poll(admin)
             self.poll(admin)
@@ -431,7 +435,7 @@ class Harness:
         self.topo = Topology(a.target, a.nodes, a.network_faults, self.broker_configs())
         self.c = self.topo.start()
         log(f"cluster up in {self.c.start_seconds:.1f}s: {self.c.bootstrap}")
-        self.admin = AdminClient({"bootstrap.servers": self.c.bootstrap})
+        self.admin = AdminClient({"bootstrap.servers": self.c.bootstrap, "log_level": CLIENT_LOG_LEVEL})
         fut = self.admin.create_topics([NewTopic(self.topic, num_partitions=a.partitions,
                                                  replication_factor=self.rf, config={
                                                      "min.insync.replicas": "2",
@@ -492,7 +496,9 @@ class Harness:
         t_fault = time.monotonic()
         if kind.startswith("kill"):
             c.kill(node)
-            self.leader_kills.append((t_fault, node, led))
+            # the process is gone now: a value sent from here on can only be acknowledged by
+            # a new leader of the partitions this node led
+            self.leader_kills.append((time.monotonic(), node, led))
             time.sleep(hold)
             t_end = time.monotonic()
             c.restart(node, wait_brokers=False)
@@ -526,7 +532,7 @@ class Harness:
 
         log_: dict[int, list[tuple[int, str]]] = {}
         hws: dict[int, int] = {}
-        cons = Consumer({"bootstrap.servers": self.c.bootstrap, "group.id": f"readback-{uuid.uuid4()}",
+        cons = Consumer({"bootstrap.servers": self.c.bootstrap, "log_level": CLIENT_LOG_LEVEL, "group.id": f"readback-{uuid.uuid4()}",
                          "enable.auto.commit": False, "auto.offset.reset": "earliest"})
         try:
             for p in range(self.a.partitions):
@@ -620,10 +626,10 @@ class Harness:
         fo = []
         acks_by_p = collections.defaultdict(list)
         for ack in h.acks:
-            acks_by_p[ack.partition].append(ack.t)
+            acks_by_p[ack.partition].append(ack)
         for t_kill, node, led in self.leader_kills:
             for p in led:
-                after = [t for t in acks_by_p[p] if t > t_kill]
+                after = [x.t for x in acks_by_p[p] if x.sent_t >= t_kill]
                 fo.append({"node": node, "partition": p,
                            "failover_s": (min(after) - t_kill) if after else None})
         f["failover"] = fo
@@ -799,6 +805,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> int:
+    import faulthandler
+
+    faulthandler.enable()
     a = parse_args(argv)
     print(f"fault-harness: seed {a.seed} (rerun with --seed {a.seed})", file=sys.stderr, flush=True)
     h = Harness(a)
