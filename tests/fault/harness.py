@@ -154,6 +154,40 @@ class Topology:
             self.proxy.close()
 
 
+REAPER = r"""
+import os, shutil, signal, sys, time
+tmp = sys.argv[1]
+sys.stdin.read()  # EOF: the harness is gone (normally or not)
+time.sleep(1)
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) == os.getpid():
+        continue
+    try:
+        cmd = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+    except OSError:
+        continue
+    if tmp in cmd:
+        for sig in (signal.SIGKILL, signal.SIGCONT):
+            try:
+                os.kill(int(pid), sig)
+            except OSError:
+                pass
+if not os.environ.get("SLUICE_KEEP_DATA"):
+    time.sleep(1)
+    shutil.rmtree(tmp, ignore_errors=True)
+"""
+
+
+def start_reaper(tmp: Path):
+    """A watchdog process that, once this process is gone (however it ended), SIGKILLs every
+    process whose command line names `tmp` (the cluster's unique temp dir) and removes it."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-c", REAPER, str(tmp)], stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
 # -- workload ------------------------------------------------------------------------------------
 
 class History:
@@ -284,39 +318,58 @@ class ProducerWorker(threading.Thread):
 
 
 class ConsumerWorker(threading.Thread):
+    """Keeps one group member (consumer_proc.py, a separate process) running until stopped;
+    a member that dies (e.g. a librdkafka crash) is counted and replaced."""
+
     def __init__(self, k: int, bootstrap: str, topic: str, group: str, hist: History,
                  stop: threading.Event):
         super().__init__(name=f"consumer-{k}", daemon=True)
         self.k, self.bootstrap, self.topic, self.group, self.hist = k, bootstrap, topic, group, hist
         self.stop_ev = stop
         self.error: str | None = None
+        self.crashes: list[int] = []  # return codes of members that died on their own
+        self.proc = None
+
+    def _run_one(self, gen: int) -> int:
+        import subprocess
+
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE / "consumer_proc.py"), self.bootstrap, self.topic,
+             self.group, f"fault-consumer-{self.k}-{gen}", str(CLIENT_LOG_LEVEL)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        stopper = threading.Thread(target=self._stop_when_asked, args=(self.proc,), daemon=True)
+        stopper.start()
+        last = 0
+        for line in self.proc.stdout:
+            parts = line.split()
+            if parts and parts[0] == "consumed":
+                n, errs = int(parts[1]), int(parts[2])
+                with self.hist.lock:
+                    self.hist.consumed += n - last
+                last = n
+        return self.proc.wait()
+
+    def _stop_when_asked(self, proc):
+        import signal as _signal
+
+        while proc.poll() is None:
+            if self.stop_ev.wait(0.5):
+                proc.send_signal(_signal.SIGTERM)
+                try:
+                    proc.wait(60)
+                except Exception:  # noqa: BLE001
+                    proc.kill()
+                return
 
     def run(self):
-        from confluent_kafka import Consumer
-
         try:
-            c = Consumer({
-                "bootstrap.servers": self.bootstrap, "log_level": CLIENT_LOG_LEVEL,
-                "group.id": self.group,
-                "client.id": f"fault-consumer-{self.k}",
-                "enable.auto.commit": True,
-                "auto.commit.interval.ms": 1000,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10000,
-                "heartbeat.interval.ms": 1000,
-            })
-            c.subscribe([self.topic])
+            gen = 0
             while not self.stop_ev.is_set():
-                m = c.poll(0.5)
-                if m is None:
-                    continue
-                if m.error():
-                    with self.hist.lock:
-                        self.hist.consumer_errors[m.error().name()] += 1
-                    continue
-                with self.hist.lock:
-                    self.hist.consumed += 1
-            c.close()
+                gen += 1
+                rc = self._run_one(gen)
+                if not self.stop_ev.is_set() or rc != 0:
+                    self.crashes.append(rc)
+                    log(f"consumer {self.k}: member process exited with {rc}; starting another")
         except Exception:  # noqa: BLE001
             self.error = traceback.format_exc()
 
@@ -434,6 +487,7 @@ class Harness:
             f"{self.broker_configs()}")
         self.topo = Topology(a.target, a.nodes, a.network_faults, self.broker_configs())
         self.c = self.topo.start()
+        self.reaper = start_reaper(self.c._tmp)
         log(f"cluster up in {self.c.start_seconds:.1f}s: {self.c.bootstrap}")
         self.admin = AdminClient({"bootstrap.servers": self.c.bootstrap, "log_level": CLIENT_LOG_LEVEL})
         fut = self.admin.create_topics([NewTopic(self.topic, num_partitions=a.partitions,
@@ -688,6 +742,7 @@ class Harness:
         self.findings["proxy"] = self.topo.proxy.stats() if self.topo.proxy else None
         self.findings["producer_generations"] = {w.label: w.generations for w in self.producers}
         self.findings["unresolved_at_end"] = sum(w.unresolved for w in self.producers)
+        self.findings["consumer_crashes"] = [rc for w in self.consumers for rc in w.crashes]
         self.report()
         return EXIT_VIOLATION if self.violations else EXIT_OK
 
@@ -735,6 +790,9 @@ class Harness:
               f"backward moves; final {f['committed_final']}", file=out)
         print(f"replicas: batches below HW per partition {f['replica_batches']}; divergent: "
               f"{f['replica_divergence'] or 'none'}", file=out)
+        if f["consumer_crashes"]:
+            print(f"note: consumer member processes died (client-side, replaced): return codes "
+                  f"{f['consumer_crashes']}", file=out)
         if f.get("proxy"):
             print(f"proxy: {f['proxy']}", file=out)
         print(f"duration {f['duration_s']:.0f}s", file=out)
