@@ -205,116 +205,82 @@ class History:
 
 
 class ProducerWorker(threading.Thread):
+    """Keeps one producer (producer_proc.py, a separate process) running until stopped and
+    records what it reports. A producer process that dies on its own (e.g. a librdkafka crash)
+    is counted and replaced by one with a new producer id (LABEL.GEN), so values stay unique."""
+
     def __init__(self, label: str, bootstrap: str, topic: str, hist: History, rate: float,
                  stop: threading.Event):
         super().__init__(name=f"producer-{label}", daemon=True)
         self.label, self.bootstrap, self.topic, self.hist = label, bootstrap, topic, hist
         self.rate, self.stop_ev = rate, stop
-        self.resend: collections.deque[str] = collections.deque()
-        self.need_new = False
         self.generations = 0
         self.error: str | None = None
         self.unresolved = 0
+        self.crashes: list[int] = []
 
-    def _new_producer(self):
-        from confluent_kafka import Producer
+    def _run_one(self, label: str) -> tuple[int, bool]:
+        import subprocess
 
-        self.generations += 1
-        return Producer({
-            "bootstrap.servers": self.bootstrap, "log_level": CLIENT_LOG_LEVEL,
-            "client.id": f"fault-{self.label}-{self.generations}",
-            "acks": "all",
-            "enable.idempotence": True,
-            "linger.ms": 5,
-            "delivery.timeout.ms": 30000,
-            "request.timeout.ms": 10000,
-            "retry.backoff.ms": 100,
-            "reconnect.backoff.max.ms": 1000,
-            "topic.metadata.refresh.interval.ms": 5000,
-        })
-
-    def _on_delivery(self, err, msg, sent_t: float = 0.0):
-        v = msg.value().decode()
-        if err is None:
-            a = Ack(v, msg.partition(), msg.offset(), time.monotonic(), sent_t)
-            with self.hist.lock:
-                self.hist.acks.append(a)
-            return
-        with self.hist.lock:
-            self.hist.failures[err.name()] += 1
-            self.hist.resent.add(v)
-            if err.fatal():
-                self.hist.fatal += 1
-        if err.fatal():
-            self.need_new = True
-        self.resend.append(v)
-
-    def _send(self, p, v: str) -> bool:
-        from confluent_kafka import KafkaException
-
-        _, seq = parse_value(v)
-        try:
-            now = time.monotonic()
-            p.produce(self.topic, value=v.encode(), key=f"k{seq % 61}".encode(),
-                      on_delivery=lambda err, msg: self._on_delivery(err, msg, now))
-        except BufferError:
-            p.poll(0.1)
-            return False
-        except KafkaException as e:
-            if e.args and e.args[0].fatal():
-                self.need_new = True
-            return False
-        with self.hist.lock:
-            self.hist.sent += 1
-        return True
-
-    def _replace(self, p):
-        try:
-            p.purge()
-        except Exception:  # noqa: BLE001
-            pass
-        p.flush(5)
-        return self._new_producer()
+        proc = subprocess.Popen(
+            [sys.executable, str(HERE / "producer_proc.py"), self.bootstrap, self.topic, label,
+             str(self.rate), str(CLIENT_LOG_LEVEL)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=_term_when, args=(proc, self.stop_ev), daemon=True).start()
+        sent_before = 0
+        done = False
+        for line in proc.stdout:
+            f = line.split()
+            if not f:
+                continue
+            if f[0] == "A":
+                a = Ack(f[1], int(f[2]), int(f[3]), float(f[4]), float(f[5]))
+                with self.hist.lock:
+                    self.hist.acks.append(a)
+            elif f[0] == "F":
+                with self.hist.lock:
+                    self.hist.failures[f[2]] += 1
+                    self.hist.resent.add(f[1])
+                    self.hist.fatal += int(f[3])
+            elif f[0] == "S":
+                n = int(f[1])
+                with self.hist.lock:
+                    self.hist.sent += n - sent_before
+                sent_before = n
+            elif f[0] == "U":
+                self.unresolved += int(f[1])
+            elif f[0] == "D":
+                done = True
+        return proc.wait(), done
 
     def run(self):
         try:
-            p = self._new_producer()
-            seq = 0
-            interval = 1.0 / self.rate
-            nxt = time.monotonic()
-            while not self.stop_ev.is_set():
-                if self.need_new:
-                    self.need_new = False
-                    p = self._replace(p)
-                if self.resend:
-                    v = self.resend.popleft()
-                    if not self._send(p, v):
-                        self.resend.appendleft(v)
-                else:
-                    v = f"{self.label}:{seq + 1}"
-                    if self._send(p, v):
-                        seq += 1
-                p.poll(0)
-                nxt += interval
-                d = nxt - time.monotonic()
-                if d > 0:
-                    time.sleep(d)
-                else:
-                    nxt = time.monotonic()
-            # drain: deliver what is in flight, re-send what failed, for up to 60 s
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                if self.need_new:
-                    self.need_new = False
-                    p = self._replace(p)
-                while self.resend and self._send(p, self.resend[0]):
-                    self.resend.popleft()
-                left = p.flush(5)
-                if left == 0 and not self.resend:
-                    break
-            self.unresolved = len(p) + len(self.resend)
+            while True:
+                self.generations += 1
+                label = self.label if self.generations == 1 else f"{self.label}.{self.generations}"
+                rc, done = self._run_one(label)
+                if done and rc == 0:
+                    return
+                self.crashes.append(rc)
+                log(f"producer {label}: process exited with {rc} before finishing; "
+                    f"starting another")
+                if self.stop_ev.is_set():
+                    return
         except Exception:  # noqa: BLE001
             self.error = traceback.format_exc()
+
+
+def _term_when(proc, ev: threading.Event) -> None:
+    """SIGTERM `proc` once `ev` is set (unless it ended before)."""
+    import signal as _signal
+
+    while proc.poll() is None:
+        if ev.wait(0.5):
+            try:
+                proc.send_signal(_signal.SIGTERM)
+            except OSError:
+                pass
+            return
 
 
 class ConsumerWorker(threading.Thread):
@@ -743,6 +709,7 @@ class Harness:
         self.findings["producer_generations"] = {w.label: w.generations for w in self.producers}
         self.findings["unresolved_at_end"] = sum(w.unresolved for w in self.producers)
         self.findings["consumer_crashes"] = [rc for w in self.consumers for rc in w.crashes]
+        self.findings["producer_crashes"] = [rc for w in self.producers for rc in w.crashes]
         self.report()
         return EXIT_VIOLATION if self.violations else EXIT_OK
 
@@ -790,6 +757,9 @@ class Harness:
               f"backward moves; final {f['committed_final']}", file=out)
         print(f"replicas: batches below HW per partition {f['replica_batches']}; divergent: "
               f"{f['replica_divergence'] or 'none'}", file=out)
+        if f["producer_crashes"]:
+            print(f"note: producer processes died (client-side, replaced by new producer ids): "
+                  f"return codes {f['producer_crashes']}", file=out)
         if f["consumer_crashes"]:
             print(f"note: consumer member processes died (client-side, replaced): return codes "
                   f"{f['consumer_crashes']}", file=out)
