@@ -466,7 +466,9 @@ class Harness:
             fut[self.topic].result(60)
         except Exception as e:  # noqa: BLE001
             msg = str(e)
-            if "replication" in msg.lower() or "INVALID_REPLICATION_FACTOR" in msg:
+            # Only Sluice's documented refusal of RF > 1 is "unsupported"; anything else (and
+            # any refusal by Kafka) is an error.
+            if a.target == "sluice" and "INVALID_REPLICATION_FACTOR" in msg:
                 raise ReplicationUnsupported(f"{a.target} refused a topic with replication factor "
                                              f"{self.rf}: {msg}") from None
             raise
