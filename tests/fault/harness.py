@@ -341,42 +341,45 @@ class ConsumerWorker(threading.Thread):
 
 
 class CommitWatcher(threading.Thread):
-    """Reads the group's committed offsets (ListConsumerGroupOffsets) every `interval` s."""
+    """Feeds the group's committed offsets, read every `interval` s by offsets_proc.py (its own
+    process, replaced if it dies), to a CommitMonitor."""
 
     def __init__(self, bootstrap: str, group: str, stop: threading.Event, interval: float = 0.5):
         super().__init__(name="commit-watcher", daemon=True)
         self.bootstrap, self.group, self.stop_ev, self.interval = bootstrap, group, stop, interval
         self.monitor = CommitMonitor()
         self.failed_reads = 0
+        self.crashes: list[int] = []
         self.error: str | None = None
 
-    def read_once(self, admin) -> dict:
-        from confluent_kafka import ConsumerGroupTopicPartitions
-
-        futs = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(self.group)],
-                                                 request_timeout=5)
-        res = futs[self.group].result(timeout=10)
-        return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions
-                if not tp.error}
-
     def run(self):
-        from confluent_kafka.admin import AdminClient
+        import subprocess
 
         try:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": CLIENT_LOG_LEVEL})
-            while not self.stop_ev.wait(self.interval):
-                self.poll(admin)
-            self.poll(admin)
+            while not self.stop_ev.is_set():
+                proc = subprocess.Popen(
+                    [sys.executable, str(HERE / "offsets_proc.py"), self.bootstrap, self.group,
+                     str(self.interval), str(CLIENT_LOG_LEVEL)],
+                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                threading.Thread(target=_term_when, args=(proc, self.stop_ev), daemon=True).start()
+                for line in proc.stdout:
+                    f = line.split()
+                    if not f:
+                        continue
+                    if f[0] == "O":
+                        offs = {}
+                        for item in f[2:]:
+                            topic, p, off = item.rsplit(":", 2)
+                            offs[(topic, int(p))] = int(off)
+                        self.monitor.observe(float(f[1]) - T0, offs)
+                    elif f[0] == "E":
+                        self.failed_reads += 1
+                rc = proc.wait()
+                if not self.stop_ev.is_set() or rc != 0:
+                    self.crashes.append(rc)
+                    log(f"commit watcher process exited with {rc}; starting another")
         except Exception:  # noqa: BLE001
             self.error = traceback.format_exc()
-
-    def poll(self, admin):
-        try:
-            offs = self.read_once(admin)
-        except Exception:  # noqa: BLE001 - coordinator moving, node down: not a reading
-            self.failed_reads += 1
-            return
-        self.monitor.observe(time.monotonic() - T0, offs)
 
 
 # -- the run -------------------------------------------------------------------------------------
@@ -712,6 +715,7 @@ class Harness:
         self.findings["unresolved_at_end"] = sum(w.unresolved for w in self.producers)
         self.findings["consumer_crashes"] = [rc for w in self.consumers for rc in w.crashes]
         self.findings["producer_crashes"] = [rc for w in self.producers for rc in w.crashes]
+        self.findings["watcher_crashes"] = self.watcher.crashes
         self.report()
         return EXIT_VIOLATION if self.violations else EXIT_OK
 
@@ -762,6 +766,9 @@ class Harness:
         if f["producer_crashes"]:
             print(f"note: producer processes died (client-side, replaced by new producer ids): "
                   f"return codes {f['producer_crashes']}", file=out)
+        if f["watcher_crashes"]:
+            print(f"note: committed-offset reader processes died (client-side, replaced): "
+                  f"return codes {f['watcher_crashes']}", file=out)
         if f["consumer_crashes"]:
             print(f"note: consumer member processes died (client-side, replaced): return codes "
                   f"{f['consumer_crashes']}", file=out)
