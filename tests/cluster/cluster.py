@@ -492,16 +492,26 @@ class SluiceCluster(Cluster):
     target = "sluice"
     START_TIMEOUT_S = 60.0
 
-    def __init__(self, n: int = 3, extra_args=(), binary: str | Path | None = None):
+    def __init__(self, n: int = 3, extra_args=(), binary: str | Path | None = None,
+                 broker_configs: dict | None = None, ports: dict | None = None,
+                 node_args: dict | None = None, quorum_for: dict | None = None):
+        """`broker_configs`: Kafka broker settings passed to every node as `--set k=v`.
+        `ports`: {node id: (kafka port, controller port, http port)} instead of free ones.
+        `node_args`: {node id: [extra args for that node only]}. `quorum_for`: {node id:
+        the `--controller-quorum` value that node gets} (e.g. proxy addresses of its peers)."""
         super().__init__(n)
         self.binary = Path(binary) if binary else sluice_bin()
         self.extra_args = list(extra_args)
+        for k, v in (broker_configs or {}).items():
+            self.extra_args += ["--set", f"{k}={v}"]
+        self.node_args = dict(node_args or {})
         taken: set[int] = set()
         for i in range(1, n + 1):
-            port, cport, hport = _free_ports(3, taken)
+            port, cport, hport = ports[i] if ports else _free_ports(3, taken)
             self.nodes[i] = Node(i, port, cport, hport, self._tmp / f"node{i}",
                                  self._tmp / f"node{i}.log")
         self.quorum = ",".join(f"{i}@{nd.controller}" for i, nd in self.nodes.items())
+        self.quorum_for = dict(quorum_for or {})
         try:
             if not self.binary.exists():
                 raise ClusterError(f"Sluice binary not found at {self.binary}; build it "
@@ -525,10 +535,11 @@ class SluiceCluster(Cluster):
             "--listen", nd.bootstrap,
             "--advertised", nd.bootstrap,
             "--controller-listen", nd.controller,
-            "--controller-quorum", self.quorum,
+            "--controller-quorum", self.quorum_for.get(i, self.quorum),
             "--data-dir", str(nd.data_dir),
             "--http", f"{nd.host}:{nd.http_port}",
             *self.extra_args,
+            *self.node_args.get(i, []),
         ]
 
     def _start_node(self, i: int) -> None:
@@ -626,11 +637,24 @@ class KafkaCluster(Cluster):
     target = "kafka"
     START_TIMEOUT_S = 120.0
 
-    def __init__(self, n: int = 3):
+    def __init__(self, n: int = 3, broker_configs: dict | None = None,
+                 node_configs: dict | None = None, ports: list[int] | None = None):
+        """`broker_configs`: settings appended to every node's server.properties (KAFKA_REF_SET);
+        `node_configs`: {node id: {settings for that node only}} (KAFKA_REF_SET_NODEi), e.g.
+        per-node listeners; `ports`: the nodes' Kafka ports (controller on port+1)."""
         super().__init__(n)
         self.base = self._tmp
+        env: dict[str, str] = {}
+        if broker_configs:
+            env["KAFKA_REF_SET"] = " ".join(f"{k}={v}" for k, v in broker_configs.items())
+        for i, conf in (node_configs or {}).items():
+            env[f"KAFKA_REF_SET_NODE{i}"] = " ".join(f"{k}={v}" for k, v in conf.items())
+        for v in env.values():
+            if "\n" in v:
+                raise ValueError("broker settings must not contain newlines")
         try:
-            self._script("start-cluster", str(n), str(self.base), timeout=self.start_timeout + 240)
+            self._script("start-cluster", str(n), str(self.base), *map(str, ports or ()),
+                         timeout=self.start_timeout + 240, env=env)
             conf = self._conf()
             for i, port in enumerate(conf["PORTS"].split(), start=1):
                 d = self.base / f"node{i}"
@@ -650,8 +674,9 @@ class KafkaCluster(Cluster):
             out[k] = v.strip('"')
         return out
 
-    def _script(self, *args: str, timeout: float = 240) -> str:
-        proc = subprocess.run([str(KAFKA_REFERENCE), *args], capture_output=True, timeout=timeout)
+    def _script(self, *args: str, timeout: float = 240, env: dict | None = None) -> str:
+        proc = subprocess.run([str(KAFKA_REFERENCE), *args], capture_output=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
         if proc.returncode != 0:
             raise ClusterError(f"kafka-reference {' '.join(args)} exited {proc.returncode}:\n"
                                f"{proc.stderr.decode(errors='replace')[-4000:]}")
