@@ -53,7 +53,10 @@ pub const FENCED_LEADER_EPOCH: i16 = 74;
 pub const UNKNOWN_LEADER_EPOCH: i16 = 75;
 pub const OFFSET_NOT_AVAILABLE: i16 = 78;
 pub const MEMBER_ID_REQUIRED: i16 = 79;
+pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const FENCED_INSTANCE_ID: i16 = 82;
+pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
+pub const ELECTION_NOT_NEEDED: i16 = 84;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
@@ -112,7 +115,10 @@ pub fn name(code: i16) -> &'static str {
         FENCED_LEADER_EPOCH => "FENCED_LEADER_EPOCH",
         UNKNOWN_LEADER_EPOCH => "UNKNOWN_LEADER_EPOCH",
         MEMBER_ID_REQUIRED => "MEMBER_ID_REQUIRED",
+        PREFERRED_LEADER_NOT_AVAILABLE => "PREFERRED_LEADER_NOT_AVAILABLE",
         FENCED_INSTANCE_ID => "FENCED_INSTANCE_ID",
+        ELIGIBLE_LEADERS_NOT_AVAILABLE => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
+        ELECTION_NOT_NEEDED => "ELECTION_NOT_NEEDED",
         GROUP_SUBSCRIBED_TO_TOPIC => "GROUP_SUBSCRIBED_TO_TOPIC",
         INVALID_RECORD => "INVALID_RECORD",
         UNKNOWN_TOPIC_ID => "UNKNOWN_TOPIC_ID",
@@ -169,6 +175,9 @@ pub fn controller_error(e: &ControllerError) -> i16 {
         ControllerError::BrokerIdNotRegistered(_) => BROKER_ID_NOT_REGISTERED,
         ControllerError::InconsistentClusterId(_) => INCONSISTENT_CLUSTER_ID,
         ControllerError::IneligibleReplica(_) => INELIGIBLE_REPLICA,
+        ControllerError::PreferredLeaderNotAvailable(_) => PREFERRED_LEADER_NOT_AVAILABLE,
+        ControllerError::EligibleLeadersNotAvailable(_) => ELIGIBLE_LEADERS_NOT_AVAILABLE,
+        ControllerError::ElectionNotNeeded(_) => ELECTION_NOT_NEEDED,
         ControllerError::UnknownServer(_) => UNKNOWN_SERVER_ERROR,
     }
 }
@@ -229,6 +238,9 @@ mod tests {
             ControllerError::BrokerIdNotRegistered(String::new()),
             ControllerError::InconsistentClusterId(String::new()),
             ControllerError::IneligibleReplica(String::new()),
+            ControllerError::PreferredLeaderNotAvailable(String::new()),
+            ControllerError::EligibleLeadersNotAvailable(String::new()),
+            ControllerError::ElectionNotNeeded(String::new()),
             ControllerError::UnknownServer(String::new()),
         ] {
             assert_eq!(controller_error(&e), e.error_code(), "{e:?}");

@@ -70,7 +70,9 @@ pub async fn run(
             .get_i64("broker.session.timeout.ms")
             .unwrap_or(9000)
             .max(1) as u64;
-        crate::cluster::controller::ControllerService::start(quorum.clone(), session)
+        let rebalance =
+            crate::cluster::controller::RebalanceSettings::from_settings(&config.settings);
+        crate::cluster::controller::ControllerService::start(quorum.clone(), session, rebalance)
     });
     let cluster_id = wait_for_cluster_id(&quorum).await;
     match &meta {

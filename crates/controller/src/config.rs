@@ -271,6 +271,8 @@ static TOPIC_CONFIGS: &[ConfigDef] = &[
 static BROKER_CONFIGS: &[ConfigDef] = &[
     def("auto.create.topics.enable", T::Boolean, Some("true"), &[], V::Any,
         "Create a topic on first Metadata/Produce request naming it."),
+    def("auto.leader.rebalance.enable", T::Boolean, Some("true"), &[], V::Any,
+        "The active controller moves leadership back to preferred replicas of imbalanced brokers."),
     def("broker.heartbeat.interval.ms", T::Int, Some("2000"), &[], V::AtLeast(1), "How often a broker heartbeats to the active controller."),
     def("broker.session.timeout.ms", T::Int, Some("9000"), &[], V::AtLeast(1), "A broker that has not heartbeated for this long is fenced."),
     def("compression.gzip.level", T::Int, Some("-1"), &[], V::BetweenOr(1, 9, -1), "Default gzip level for topics."),
@@ -286,6 +288,8 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
         "How long the coordinator waits for more members before the first rebalance of an empty group."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), &[], V::Any, "Largest session timeout a member may ask for."),
     def("group.min.session.timeout.ms", T::Int, Some("6000"), &[], V::Any, "Smallest session timeout a member may ask for."),
+    def("leader.imbalance.check.interval.seconds", T::Long, Some("300"), &[], V::AtLeast(1), "How often the active controller checks leader imbalance."),
+    def("leader.imbalance.per.broker.percentage", T::Int, Some("10"), &[], V::AtLeast(0), "Share of a broker's preferred partitions it may not lead before a rebalance."),
     def("log.cleaner.backoff.ms", T::Long, Some("15000"), &[], V::AtLeast(0), "Pause of the cleaner when no log needs cleaning."),
     def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), &[], V::AtLeast(0), "Default for delete.retention.ms."),
     def("log.cleaner.enable", T::Boolean, Some("true"), &[], V::Any, "Whether the log cleaner (compaction) runs."),
@@ -812,6 +816,23 @@ impl BrokerSettings {
         self.i64_or("log.retention.check.interval.ms", 300_000)
     }
 
+    /// `auto.leader.rebalance.enable` (default true).
+    pub fn auto_leader_rebalance_enable(&self) -> bool {
+        self.get_bool("auto.leader.rebalance.enable")
+            .unwrap_or(true)
+    }
+
+    /// `leader.imbalance.check.interval.seconds` (default 300, at least 1).
+    pub fn leader_imbalance_check_interval_seconds(&self) -> i64 {
+        self.i64_or("leader.imbalance.check.interval.seconds", 300)
+            .max(1)
+    }
+
+    /// `leader.imbalance.per.broker.percentage` (default 10).
+    pub fn leader_imbalance_per_broker_percentage(&self) -> i32 {
+        self.i32_or("leader.imbalance.per.broker.percentage", 10)
+    }
+
     /// `delete.topic.enable` (default true).
     pub fn delete_topic_enable(&self) -> bool {
         self.get_bool("delete.topic.enable").unwrap_or(true)
@@ -1249,6 +1270,30 @@ mod tests {
         assert_eq!(b.group_initial_rebalance_delay_ms(), 3000);
         assert_eq!(b.log_message_timestamp_type(), "CreateTime");
         assert_eq!(b.get("num.partitions"), None);
+        assert!(b.auto_leader_rebalance_enable());
+        assert_eq!(b.leader_imbalance_check_interval_seconds(), 300);
+        assert_eq!(b.leader_imbalance_per_broker_percentage(), 10);
+    }
+
+    #[test]
+    fn leader_rebalance_settings() {
+        let (b, w) = BrokerSettings::from_map(&map(&[
+            ("auto.leader.rebalance.enable", "false"),
+            ("leader.imbalance.check.interval.seconds", "2"),
+            ("leader.imbalance.per.broker.percentage", "0"),
+        ]))
+        .unwrap();
+        assert!(w.is_empty());
+        assert!(!b.auto_leader_rebalance_enable());
+        assert_eq!(b.leader_imbalance_check_interval_seconds(), 2);
+        assert_eq!(b.leader_imbalance_per_broker_percentage(), 0);
+        for bad in [
+            ("leader.imbalance.check.interval.seconds", "0"),
+            ("leader.imbalance.per.broker.percentage", "-1"),
+            ("auto.leader.rebalance.enable", "maybe"),
+        ] {
+            assert!(BrokerSettings::from_map(&map(&[bad])).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -53,6 +53,16 @@ pub enum ControllerError {
     /// INELIGIBLE_REPLICA (107): a new ISR names a fenced, unregistered or shutting-down broker.
     #[error("{0}")]
     IneligibleReplica(String),
+    /// PREFERRED_LEADER_NOT_AVAILABLE (80): a preferred election found the first replica
+    /// out of the ISR, fenced or shutting down.
+    #[error("{0}")]
+    PreferredLeaderNotAvailable(String),
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE (83): an unclean election found no live replica.
+    #[error("{0}")]
+    EligibleLeadersNotAvailable(String),
+    /// ELECTION_NOT_NEEDED (84): the partition already has the leader the election asks for.
+    #[error("{0}")]
+    ElectionNotNeeded(String),
     /// UNKNOWN_SERVER_ERROR (-1), e.g. producer ids exhausted.
     #[error("{0}")]
     UnknownServer(String),
@@ -89,6 +99,9 @@ impl ControllerError {
             ControllerError::BrokerIdNotRegistered(_) => 102,
             ControllerError::InconsistentClusterId(_) => 104,
             ControllerError::IneligibleReplica(_) => 107,
+            ControllerError::PreferredLeaderNotAvailable(_) => 80,
+            ControllerError::EligibleLeadersNotAvailable(_) => 83,
+            ControllerError::ElectionNotNeeded(_) => 84,
             ControllerError::UnknownServer(_) => -1,
             ControllerError::Storage(_) => 56,
             ControllerError::RequestTimedOut(_) => 7,
@@ -141,6 +154,15 @@ mod tests {
             (ControllerError::BrokerIdNotRegistered(String::new()), 102),
             (ControllerError::InconsistentClusterId(String::new()), 104),
             (ControllerError::IneligibleReplica(String::new()), 107),
+            (
+                ControllerError::PreferredLeaderNotAvailable(String::new()),
+                80,
+            ),
+            (
+                ControllerError::EligibleLeadersNotAvailable(String::new()),
+                83,
+            ),
+            (ControllerError::ElectionNotNeeded(String::new()), 84),
             (ControllerError::UnknownServer(String::new()), -1),
             (ControllerError::RequestTimedOut(String::new()), 7),
         ];

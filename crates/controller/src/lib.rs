@@ -11,7 +11,7 @@
 //! * [`metadata`]: a pure, deterministic state machine. [`Metadata`] is the whole cluster
 //!   state; it only changes through [`Metadata::apply`] of a [`MetadataCommand`]
 //!   (`InitCluster`, `RegisterBroker`, `UnfenceBroker`, `FenceBroker`,
-//!   `BeginControlledShutdown`, `AlterPartition`, `AllocateProducerIds`, `CreateTopic`,
+//!   `BeginControlledShutdown`, `AlterPartition`, `ElectLeaders`, `AllocateProducerIds`, `CreateTopic`,
 //!   `DeleteTopic`, `CreatePartitions`, `AlterTopicConfigs`). Fencing or shutting down a
 //!   broker moves its leaderships to other ISR members in the same command. `apply` validates the command against the current state and either
 //!   applies it completely or changes nothing. The `plan_*` functions turn user requests
@@ -64,10 +64,11 @@ pub use error::ControllerError;
 pub use heartbeats::{BrokerHeartbeats, HeartbeatReply, DEFAULT_BROKER_SESSION_TIMEOUT_MS};
 pub use metadata::{
     is_internal_topic, new_incarnation_id, plan_alter_configs, plan_create_partitions,
-    plan_create_topic, plan_delete_topic, plan_delete_topic_by_id, plan_incremental_alter_configs,
-    plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, BrokerRegistration,
-    Metadata, MetadataCommand, PartitionInfo, ProducerIdBlock, TopicInfo, TopicRef, NO_LEADER,
-    PRODUCER_ID_BLOCK_SIZE,
+    plan_create_topic, plan_delete_topic, plan_delete_topic_by_id, plan_elect_leaders,
+    plan_incremental_alter_configs, plan_leader_rebalance, plan_replace_configs,
+    validate_topic_name, AlterConfigOp, BrokerInfo, BrokerRegistration, ElectionPlan, ElectionType,
+    Metadata, MetadataCommand, PartitionElection, PartitionInfo, ProducerIdBlock, TopicInfo,
+    TopicRef, NO_LEADER, PRODUCER_ID_BLOCK_SIZE,
 };
 pub use quorum::{Committed, Quorum, QuorumConfig, QuorumStatus, ReplicaStatus};
 pub use store::{Controller, StoreOptions};

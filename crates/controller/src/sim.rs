@@ -1,7 +1,8 @@
 //! Seeded deterministic simulation of the controller: random sequences of broker
 //! registration, heartbeats, session expiry, fencing, controlled shutdown, AlterPartition,
-//! topic creation/deletion, producer id allocation and controller failover over 3–5
-//! brokers, with invariants checked after every applied command.
+//! topic creation/deletion, producer id allocation, leader elections (ElectLeaders, preferred
+//! and unclean, and the automatic rebalance) and controller failover over 3–5 brokers, with
+//! invariants checked after every applied command.
 //!
 //! Run one seed with `SIM_SEED=<n> cargo test -p sluice-controller sim`.
 
@@ -12,8 +13,9 @@ use uuid::Uuid;
 use crate::config::BrokerSettings;
 use crate::heartbeats::BrokerHeartbeats;
 use crate::metadata::{
-    plan_create_partitions, plan_create_topic, plan_delete_topic, BrokerRegistration, Metadata,
-    MetadataCommand, TopicRef, NO_LEADER,
+    plan_create_partitions, plan_create_topic, plan_delete_topic, plan_elect_leaders,
+    plan_leader_rebalance, BrokerRegistration, ElectionType, Metadata, MetadataCommand, TopicRef,
+    NO_LEADER,
 };
 
 const SEEDS: [u64; 6] = [1, 2, 3, 42, 0x5eed, 0xdead_beef];
@@ -92,7 +94,9 @@ fn check_state(md: &Metadata) -> Check {
     Ok(())
 }
 
-fn check_transition(prev: &Metadata, cur: &Metadata) -> Check {
+/// `unclean`: the command was an UNCLEAN election, which may pick a leader outside the ISR
+/// whatever the topic's `unclean.leader.election.enable`.
+fn check_transition(prev: &Metadata, cur: &Metadata, unclean: bool) -> Check {
     for t in cur.topics.values() {
         let Some(pt) = prev.topics.get(&t.name).filter(|pt| pt.id == t.id) else {
             continue;
@@ -112,6 +116,7 @@ fn check_transition(prev: &Metadata, cur: &Metadata) -> Check {
                 && q.leader != NO_LEADER
                 && !p.isr.contains(&q.leader)
                 && !t.unclean_leader_election()
+                && !unclean
             {
                 return Err(format!(
                     "{tp}: leader {} elected outside ISR {:?}",
@@ -126,6 +131,59 @@ fn check_transition(prev: &Metadata, cur: &Metadata) -> Check {
                 || (b.incarnation_id != pb.incarnation_id && b.broker_epoch <= pb.broker_epoch)
             {
                 return Err(format!("broker {id}: epoch {pb:?} -> {b:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An accepted election changed the leader of exactly the named partitions, to the preferred
+/// replica (or, for a leaderless partition, an ISR member) or, for UNCLEAN, to a live replica
+/// of a partition that had no leader; nothing else changed.
+fn check_election(
+    prev: &Metadata,
+    cur: &Metadata,
+    kind: ElectionType,
+    named: &[(String, i32)],
+) -> Check {
+    if prev.brokers != cur.brokers {
+        return Err("an election changed brokers".into());
+    }
+    for t in cur.topics.values() {
+        let Some(pt) = prev.topics.get(&t.name) else {
+            return Err(format!("an election created {}", t.name));
+        };
+        for (p, q) in pt.partitions.iter().zip(&t.partitions) {
+            let tp = format!("{}-{}", t.name, p.index);
+            if !named.contains(&(t.name.clone(), p.index)) {
+                if p != q {
+                    return Err(format!("{tp} changed but was not named"));
+                }
+                continue;
+            }
+            if q.leader == p.leader || q.leader == NO_LEADER {
+                return Err(format!(
+                    "{tp}: named but leader {} -> {}",
+                    p.leader, q.leader
+                ));
+            }
+            match kind {
+                ElectionType::Preferred => {
+                    let preferred = p.replicas.first().copied();
+                    if Some(q.leader) != preferred
+                        && !(p.leader == NO_LEADER && p.isr.contains(&q.leader))
+                    {
+                        return Err(format!("{tp}: preferred election chose {}", q.leader));
+                    }
+                    if q.isr != p.isr {
+                        return Err(format!("{tp}: preferred election changed the ISR"));
+                    }
+                }
+                ElectionType::Unclean => {
+                    if p.leader != NO_LEADER || !p.replicas.contains(&q.leader) {
+                        return Err(format!("{tp}: unclean election of {p:?} -> {q:?}"));
+                    }
+                }
             }
         }
     }
@@ -168,7 +226,22 @@ impl Sim {
         let kind = kind.split([' ', '(', '{']).next().unwrap_or("").to_string();
         *self.accepted.entry(kind).or_default() += 1;
         check_state(&self.md).map_err(|e| format!("after {cmd:?}: {e}"))?;
-        check_transition(&prev, &self.md).map_err(|e| format!("after {cmd:?}: {e}"))?;
+        let unclean = matches!(
+            cmd,
+            MetadataCommand::ElectLeaders {
+                election_type: ElectionType::Unclean,
+                ..
+            }
+        );
+        check_transition(&prev, &self.md, unclean).map_err(|e| format!("after {cmd:?}: {e}"))?;
+        if let MetadataCommand::ElectLeaders {
+            election_type,
+            partitions,
+        } = &cmd
+        {
+            check_election(&prev, &self.md, *election_type, partitions)
+                .map_err(|e| format!("after {cmd:?}: {e}"))?;
+        }
         for (id, b) in &self.md.brokers {
             let seen = self.epochs_seen.entry(*id).or_insert(b.broker_epoch);
             if b.broker_epoch != *seen {
@@ -215,7 +288,7 @@ impl Sim {
 
     fn step(&mut self) -> Check {
         self.now += self.rng.below(400);
-        match self.rng.below(100) {
+        match self.rng.below(112) {
             0..=9 => {
                 let node = self.node();
                 let inc = self.incarnations.entry(node).or_insert(node as u128 * 1000);
@@ -320,11 +393,97 @@ impl Sim {
                     broker_epoch,
                 })?;
             }
-            _ => {
+            97..=99 => {
                 // Controller failover: soft state is lost, sessions are granted afresh.
                 self.hb = BrokerHeartbeats::default();
                 self.hb.reset(self.now, self.committed);
             }
+            100..=105 => self.elect_leaders()?,
+            106..=107 => {
+                // A raw command, possibly stale or naming unknown or duplicate partitions:
+                // refused ones must change nothing (checked in `apply`).
+                let kind = self.election_type();
+                let partitions = self.some_partitions();
+                self.apply(MetadataCommand::ElectLeaders {
+                    election_type: kind,
+                    partitions,
+                })?;
+            }
+            _ => {
+                let pct = [0, 10, 50][self.rng.below(3) as usize];
+                if let Some(cmd) = plan_leader_rebalance(&self.md, pct) {
+                    if !self.apply(cmd.clone())? {
+                        return Err(format!("planned rebalance {cmd:?} was refused"));
+                    }
+                    if plan_leader_rebalance(&self.md, pct).is_some() {
+                        return Err("a rebalance left work for the next one".into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn election_type(&mut self) -> ElectionType {
+        if self.rng.chance(70) {
+            ElectionType::Preferred
+        } else {
+            ElectionType::Unclean
+        }
+    }
+
+    /// A few (topic, partition) pairs: mostly existing ones, some unknown, some repeated.
+    fn some_partitions(&mut self) -> Vec<(String, i32)> {
+        let n = self.rng.below(5);
+        (0..n)
+            .map(|_| {
+                let topic = format!("t{}", self.rng.below(7));
+                let max = self
+                    .md
+                    .topics
+                    .get(&topic)
+                    .map_or(2, |t| t.partitions.len() + 1);
+                (topic, self.rng.below(max as u64) as i32)
+            })
+            .collect()
+    }
+
+    /// ElectLeaders as the broker handler runs it: plan, check the plan against the
+    /// per-partition outcomes, commit the command (which must be accepted).
+    fn elect_leaders(&mut self) -> Check {
+        let kind = self.election_type();
+        let asked = if self.rng.chance(30) {
+            None
+        } else {
+            Some(self.some_partitions())
+        };
+        let plan = plan_elect_leaders(&self.md, kind, asked.as_deref());
+        let mut ok: Vec<(String, i32)> = Vec::new();
+        for r in &plan.results {
+            let outcome = self.md.election_outcome(&r.topic, r.partition, kind);
+            if outcome.as_ref().err() != r.error.as_ref() {
+                return Err(format!("plan {r:?} disagrees with the outcome {outcome:?}"));
+            }
+            if r.error.is_none() && !ok.contains(&(r.topic.clone(), r.partition)) {
+                ok.push((r.topic.clone(), r.partition));
+            }
+        }
+        let Some(cmd) = plan.command else {
+            return if ok.is_empty() {
+                Ok(())
+            } else {
+                Err(format!("no command for the successes {ok:?}"))
+            };
+        };
+        let named = match &cmd {
+            MetadataCommand::ElectLeaders { partitions, .. } => partitions.clone(),
+            other => return Err(format!("planned {other:?}")),
+        };
+        if named != ok {
+            return Err(format!("plan command {cmd:?} vs successes {ok:?}"));
+        }
+        if !self.apply(cmd.clone())? {
+            return Err(format!("planned {cmd:?} was refused"));
         }
         Ok(())
     }
@@ -462,6 +621,7 @@ fn simulation() {
             "CreateTopic",
             "DeleteTopic",
             "AllocateProducerIds",
+            "ElectLeaders",
         ] {
             assert!(
                 accepted.get(kind).copied().unwrap_or(0) > 0,

@@ -30,6 +30,8 @@ pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
     ),
     (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
+    // Forwarded to the active controller, which plans and commits the election.
+    (ApiKey::ElectLeaders, ElectLeadersRequest::VERSIONS),
     (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
     // Answered from the metadata quorum leader's view (`__cluster_metadata`-0).
     (

@@ -1,14 +1,19 @@
 //! The active controller's duties on a voter node: broker registration and heartbeats
-//! (fencing brokers whose session expires), producer id blocks, DescribeQuorum, and client
-//! admin requests forwarded by other brokers. The decisions are the pure
-//! `sluice_controller::BrokerHeartbeats`; this file only moves messages and commits commands.
+//! (fencing brokers whose session expires), producer id blocks, DescribeQuorum, client
+//! admin requests forwarded by other brokers, and the automatic preferred-leader rebalance
+//! (`auto.leader.rebalance.enable`). The decisions are the pure
+//! `sluice_controller::BrokerHeartbeats` and `plan_leader_rebalance`; this file only moves
+//! messages and commits commands.
 //! Everything here runs only while this node leads the quorum: requests reach it through
 //! `Quorum::call_leader`, and the session timer acts only on the leader.
 
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use sluice_controller::{BrokerHeartbeats, ControllerError, MetadataCommand, Quorum};
+use sluice_controller::{
+    plan_leader_rebalance, BrokerHeartbeats, BrokerSettings, ControllerError, MetadataCommand,
+    Quorum,
+};
 use tokio::sync::Mutex;
 
 use super::rpc::{decode, encode, ControllerRequest, ControllerResponse, Envelope};
@@ -24,6 +29,39 @@ struct State {
     heartbeats: BrokerHeartbeats,
     /// The term in which `heartbeats` was last reset (None: never active).
     term: Option<u64>,
+    /// When the next leader-imbalance check is due (ms on `origin`'s clock); set one
+    /// interval ahead whenever this node becomes the active controller.
+    next_rebalance_ms: u64,
+}
+
+/// `auto.leader.rebalance.enable`, `leader.imbalance.check.interval.seconds` and
+/// `leader.imbalance.per.broker.percentage`, read once at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebalanceSettings {
+    /// Whether the active controller rebalances leaders.
+    pub enabled: bool,
+    /// Time between checks.
+    pub interval_ms: u64,
+    /// A broker is rebalanced when more than this percentage of the partitions it is the
+    /// preferred replica of are led by others.
+    pub percentage: i32,
+}
+
+impl RebalanceSettings {
+    /// From the broker settings (Kafka's names and defaults: true, 300 s, 10 %).
+    pub fn from_settings(s: &BrokerSettings) -> RebalanceSettings {
+        let secs = u64::try_from(s.leader_imbalance_check_interval_seconds()).unwrap_or(1);
+        RebalanceSettings {
+            enabled: s.auto_leader_rebalance_enable(),
+            interval_ms: secs.max(1).saturating_mul(1000),
+            percentage: s.leader_imbalance_per_broker_percentage(),
+        }
+    }
+}
+
+/// Whether the leader-imbalance check is due at `now_ms`; if so, the time of the next one.
+fn rebalance_due(r: &RebalanceSettings, now_ms: u64, next_ms: u64) -> Option<u64> {
+    (r.enabled && now_ms >= next_ms).then(|| now_ms.saturating_add(r.interval_ms))
 }
 
 /// The controller service of one voter node.
@@ -32,19 +70,27 @@ pub struct ControllerService {
     state: Mutex<State>,
     origin: Instant,
     forward: std::sync::RwLock<Option<ForwardHandler>>,
+    rebalance: RebalanceSettings,
 }
 
 impl ControllerService {
-    /// Installs the service as the quorum's leader handler and starts the session timer.
-    pub fn start(quorum: Quorum, session_timeout_ms: u64) -> Arc<ControllerService> {
+    /// Installs the service as the quorum's leader handler and starts the session timer
+    /// (which also runs the leader-imbalance check).
+    pub fn start(
+        quorum: Quorum,
+        session_timeout_ms: u64,
+        rebalance: RebalanceSettings,
+    ) -> Arc<ControllerService> {
         let svc = Arc::new(ControllerService {
             quorum: quorum.clone(),
             state: Mutex::new(State {
                 heartbeats: BrokerHeartbeats::new(session_timeout_ms),
                 term: None,
+                next_rebalance_ms: 0,
             }),
             origin: Instant::now(),
             forward: std::sync::RwLock::new(None),
+            rebalance,
         });
         let weak: Weak<ControllerService> = Arc::downgrade(&svc);
         quorum.set_leader_handler(Arc::new(move |bytes: Vec<u8>| {
@@ -96,6 +142,7 @@ impl ControllerService {
             let committed = self.quorum.committed().borrow().offset;
             st.heartbeats.reset(self.now_ms(), committed as i64);
             st.term = Some(term);
+            st.next_rebalance_ms = self.now_ms().saturating_add(self.rebalance.interval_ms);
             tracing::info!(
                 term,
                 "became the active controller; broker sessions restarted"
@@ -125,6 +172,17 @@ impl ControllerService {
         if !cmds.is_empty() {
             if let Err(e) = self.commit_all(cmds).await {
                 tracing::warn!("fencing expired brokers failed: {e}");
+            }
+        }
+        if let Some(next) = rebalance_due(&self.rebalance, self.now_ms(), st.next_rebalance_ms) {
+            st.next_rebalance_ms = next;
+            let md = self.quorum.committed().borrow().metadata.clone();
+            if let Some(cmd) = plan_leader_rebalance(&md, self.rebalance.percentage) {
+                tracing::info!(command = ?short(&cmd), "leader imbalance: electing preferred leaders");
+                // Refused when the state moved since planning; the next check plans again.
+                if let Err(e) = self.commit_all(vec![cmd]).await {
+                    tracing::warn!("automatic preferred leader election failed: {e}");
+                }
             }
         }
     }
@@ -251,4 +309,41 @@ impl ControllerService {
 fn short(cmd: &MetadataCommand) -> String {
     let s = format!("{cmd:?}");
     s.chars().take(160).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> RebalanceSettings {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let (s, _) = BrokerSettings::from_map(&map).expect("valid settings");
+        RebalanceSettings::from_settings(&s)
+    }
+
+    #[test]
+    fn rebalance_settings_and_schedule() {
+        let d = settings(&[]);
+        assert_eq!(
+            d,
+            RebalanceSettings {
+                enabled: true,
+                interval_ms: 300_000,
+                percentage: 10
+            }
+        );
+        assert_eq!(rebalance_due(&d, 299_999, 300_000), None);
+        assert_eq!(rebalance_due(&d, 300_000, 300_000), Some(600_000));
+        let off = settings(&[
+            ("auto.leader.rebalance.enable", "false"),
+            ("leader.imbalance.check.interval.seconds", "1"),
+        ]);
+        assert_eq!(off.interval_ms, 1000);
+        assert_eq!(rebalance_due(&off, 10_000, 0), None);
+    }
 }

@@ -27,6 +27,7 @@ pub fn is_forwarded_api(api: ApiKey) -> bool {
         ApiKey::CreateTopics
             | ApiKey::DeleteTopics
             | ApiKey::CreatePartitions
+            | ApiKey::ElectLeaders
             | ApiKey::AlterConfigs
             | ApiKey::IncrementalAlterConfigs
     )

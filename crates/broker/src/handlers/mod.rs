@@ -6,6 +6,7 @@ mod admin;
 mod configs;
 mod delete_records;
 pub mod describe_quorum;
+mod elect_leaders;
 mod fetch;
 pub mod forward;
 mod groups;
@@ -100,6 +101,9 @@ pub async fn handle(
         RequestKind::CreatePartitions(r) => {
             ResponseKind::CreatePartitions(admin::create_partitions(broker, r).await)
         }
+        RequestKind::ElectLeaders(r) => {
+            ResponseKind::ElectLeaders(elect_leaders::handle(broker, r, version).await)
+        }
         RequestKind::DescribeConfigs(r) => {
             ResponseKind::DescribeConfigs(admin::describe_configs(broker, r, version))
         }
@@ -184,6 +188,7 @@ pub fn api_name(key: ApiKey) -> &'static str {
         ApiKey::DeleteTopics => "DeleteTopics",
         ApiKey::CreatePartitions => "CreatePartitions",
         ApiKey::DescribeConfigs => "DescribeConfigs",
+        ApiKey::ElectLeaders => "ElectLeaders",
         ApiKey::DescribeCluster => "DescribeCluster",
         ApiKey::DescribeQuorum => "DescribeQuorum",
         ApiKey::InitProducerId => "InitProducerId",

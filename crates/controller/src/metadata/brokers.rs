@@ -15,14 +15,14 @@ use crate::error::ControllerError;
 /// No leader (an offline partition).
 pub const NO_LEADER: i32 = -1;
 
-fn eligible(brokers: &BTreeMap<i32, BrokerInfo>, id: i32) -> bool {
+pub(super) fn eligible(brokers: &BTreeMap<i32, BrokerInfo>, id: i32) -> bool {
     brokers.get(&id).is_some_and(BrokerInfo::is_eligible)
 }
 
 /// Picks a leader for `p`: the first replica (in replica order) that is in the ISR and
 /// eligible; with unclean election allowed and none such, the first eligible replica.
 /// Returns the leader and whether the choice was unclean.
-fn elect(
+pub(super) fn elect(
     brokers: &BTreeMap<i32, BrokerInfo>,
     p: &PartitionInfo,
     unclean: bool,
@@ -44,7 +44,7 @@ fn elect(
 
 /// Sets a leader on a partition: clean ones keep the ISR, an unclean one makes the ISR just
 /// the new leader.
-fn set_leader(p: &mut PartitionInfo, leader: i32, unclean: bool) {
+pub(super) fn set_leader(p: &mut PartitionInfo, leader: i32, unclean: bool) {
     p.leader = leader;
     if unclean {
         p.isr = vec![leader];

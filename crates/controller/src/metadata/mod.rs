@@ -12,10 +12,14 @@ use crate::config::{
 use crate::error::ControllerError;
 
 mod brokers;
+mod elect;
 mod partitions;
 mod placement;
 
 pub use brokers::{new_incarnation_id, NO_LEADER};
+pub use elect::{
+    plan_elect_leaders, plan_leader_rebalance, ElectionPlan, ElectionType, PartitionElection,
+};
 use placement::assign_replicas;
 
 /// Largest partition count a topic may have in Sluice (guards memory against huge requests).
@@ -254,6 +258,16 @@ pub enum MetadataCommand {
         /// The new ISR.
         new_isr: Vec<i32>,
     },
+    /// Kafka's ElectLeaders (KIP-460) for the named partitions, and the automatic
+    /// preferred-leader rebalance. All or nothing: every partition must be electable now
+    /// ([`Metadata::election_outcome`]); each then gets its new leader and both epochs are
+    /// bumped. Plan it with [`plan_elect_leaders`] / [`plan_leader_rebalance`].
+    ElectLeaders {
+        /// PREFERRED or UNCLEAN.
+        election_type: ElectionType,
+        /// (topic, partition), each at most once.
+        partitions: Vec<(String, i32)>,
+    },
     /// Allocates the next block of [`PRODUCER_ID_BLOCK_SIZE`] producer ids for a broker;
     /// read the block with [`Metadata::last_producer_id_block`].
     AllocateProducerIds {
@@ -374,6 +388,10 @@ impl Metadata {
                 *partition_epoch,
                 new_isr,
             ),
+            MetadataCommand::ElectLeaders {
+                election_type,
+                partitions,
+            } => self.elect_leaders(*election_type, partitions),
             MetadataCommand::AllocateProducerIds {
                 broker_id,
                 broker_epoch,
