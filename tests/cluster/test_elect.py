@@ -80,7 +80,8 @@ def elect(bootstrap: str, kind: str, partitions) -> dict[tuple[str, int], str | 
 
     a = admin(bootstrap)
     tps = None if partitions is None else [TopicPartition(t, p) for t, p in partitions]
-    fut = a.elect_leaders(ElectionType[kind], tps, request_timeout=30, operation_timeout=20)
+    # (confluent-kafka 2.16 rejects request_timeout/operation_timeout here: defaults it is.)
+    fut = a.elect_leaders(ElectionType[kind], tps)
     out = {}
     for tp, err in fut.result(timeout=40).items():
         if isinstance(err, KafkaException):
@@ -152,6 +153,53 @@ def test_a_rf1_needs_no_election(cluster, topic):
     got = elect(bs, "PREFERRED", None)
     assert not any(tp[0] == topic for tp in got), got
     STATE["rf1"] = topic
+
+
+def leader_election_tool() -> list[str] | None:
+    """`kafka-leader-election.sh` as a java command line: KAFKA_TOOLS_CP (a classpath with
+    kafka-tools and its dependencies), else kafka-tools from ~/.m2 with the reference Kafka's
+    jars (scripts/kafka-reference fetch); None when neither is there."""
+    import glob
+    import shutil
+
+    if not shutil.which("java"):
+        return None
+    cp = os.environ.get("KAFKA_TOOLS_CP")
+    if not cp:
+        tools = sorted(glob.glob(os.path.expanduser(
+            "~/.m2/repository/org/apache/kafka/kafka-tools/*/kafka-tools-*.jar")))
+        tools = [t for t in tools if not t.endswith(("-sources.jar", "-test.jar"))]
+        if not tools:
+            return None
+        version = os.path.basename(os.path.dirname(tools[-1]))
+        libs = os.path.expanduser(f"~/.cache/sluice-kafka/{version}/libs")
+        if not os.path.isdir(libs):
+            return None
+        cp = f"{tools[-1]}:{libs}/*"
+    return ["java", "-cp", cp, "org.apache.kafka.tools.LeaderElectionCommand"]
+
+
+def test_a2_leader_election_tool(cluster):
+    """Kafka's own kafka-leader-election: a partition led by its only replica is reported as
+    already elected (exit 0); an unknown partition fails the command."""
+    import subprocess
+
+    topic = STATE.get("rf1") or pytest.skip("test_a did not create its topic")
+    tool = leader_election_tool()
+    if tool is None:
+        pytest.skip("kafka-leader-election not found (set KAFKA_TOOLS_CP, or have kafka-tools "
+                    "in ~/.m2 and scripts/kafka-reference fetch)")
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [*tool, "--bootstrap-server", cluster.bootstrap, *args],
+        capture_output=True, text=True, timeout=120)
+    ok = run("--election-type", "preferred", "--topic", topic, "--partition", "0")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert f"Valid replica already elected for partitions {topic}-0" in ok.stdout, ok.stdout
+    every = run("--election-type", "preferred", "--all-topic-partitions")
+    assert every.returncode == 0, every.stdout + every.stderr
+    bad = run("--election-type", "unclean", "--topic", topic, "--partition", "9")
+    assert bad.returncode != 0, bad.stdout
+    assert "UnknownTopicOrPartition" in bad.stdout + bad.stderr, bad.stdout + bad.stderr
 
 
 def test_b_rf1_replica_gone(cluster):

@@ -288,7 +288,7 @@ impl Sim {
 
     fn step(&mut self) -> Check {
         self.now += self.rng.below(400);
-        match self.rng.below(112) {
+        match self.rng.below(120) {
             0..=9 => {
                 let node = self.node();
                 let inc = self.incarnations.entry(node).or_insert(node as u128 * 1000);
@@ -398,8 +398,8 @@ impl Sim {
                 self.hb = BrokerHeartbeats::default();
                 self.hb.reset(self.now, self.committed);
             }
-            100..=105 => self.elect_leaders()?,
-            106..=107 => {
+            100..=111 => self.elect_leaders()?,
+            112..=114 => {
                 // A raw command, possibly stale or naming unknown or duplicate partitions:
                 // refused ones must change nothing (checked in `apply`).
                 let kind = self.election_type();
@@ -434,16 +434,26 @@ impl Sim {
 
     /// A few (topic, partition) pairs: mostly existing ones, some unknown, some repeated.
     fn some_partitions(&mut self) -> Vec<(String, i32)> {
-        let n = self.rng.below(5);
+        let existing: Vec<(String, i32)> = self
+            .md
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.name.clone(), p.index)))
+            .collect();
+        let n = 1 + self.rng.below(4);
         (0..n)
             .map(|_| {
-                let topic = format!("t{}", self.rng.below(7));
-                let max = self
-                    .md
-                    .topics
-                    .get(&topic)
-                    .map_or(2, |t| t.partitions.len() + 1);
-                (topic, self.rng.below(max as u64) as i32)
+                if !existing.is_empty() && self.rng.chance(85) {
+                    existing[self.rng.below(existing.len() as u64) as usize].clone()
+                } else {
+                    let topic = format!("t{}", self.rng.below(7));
+                    let max = self
+                        .md
+                        .topics
+                        .get(&topic)
+                        .map_or(2, |t| t.partitions.len() + 1);
+                    (topic, self.rng.below(max as u64) as i32)
+                }
             })
             .collect()
     }

@@ -238,7 +238,7 @@ pub fn plan_elect_leaders(
             }
         }
     }
-    let command = (!elected.is_empty()).then(|| MetadataCommand::ElectLeaders {
+    let command = (!elected.is_empty()).then_some(MetadataCommand::ElectLeaders {
         election_type: kind,
         partitions: elected,
     });
