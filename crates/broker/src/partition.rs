@@ -367,6 +367,20 @@ impl Partition {
         self.lock_leader().as_mut()?.poll(mono_ms())
     }
 
+    /// The ISR change proposed and not yet seen in committed metadata, if any.
+    pub fn pending_isr_change(&self) -> Option<IsrChange> {
+        self.lock_leader().as_ref()?.pending().cloned()
+    }
+
+    /// Truncates the log to `offset` (a follower whose log diverged from its leader's) and
+    /// caps the high watermark at the new log end.
+    pub fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
+        self.log.truncate_to(offset)?;
+        self.high_watermark
+            .fetch_min(self.log.log_end_offset(), Ordering::AcqRel);
+        Ok(())
+    }
+
     /// The controller refused or lost the pending ISR change.
     pub fn isr_change_failed(&self) {
         if let Some(l) = self.lock_leader().as_mut() {

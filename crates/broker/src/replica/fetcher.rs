@@ -15,8 +15,7 @@ use std::time::Duration;
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::protocol::StrBytes;
+use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse};
 use sluice_client::Connection;
 use uuid::Uuid;
 
@@ -49,15 +48,20 @@ pub fn sync(broker: &Arc<Broker>) {
     }
 }
 
-/// The partitions this broker follows from `leader`, with the leader epoch each follows at.
-fn following(broker: &Broker, leader: i32) -> Vec<(Arc<Partition>, i32)> {
+/// A partition in one fetch round: the leader epoch it follows at and the offset fetched.
+type Entry = (Arc<Partition>, i32, i64);
+
+/// The partitions this broker follows from `leader`, with the leader epoch each follows at
+/// and its log end (the offset to fetch from).
+fn following(broker: &Broker, leader: i32) -> Vec<Entry> {
     broker
         .all_partitions()
         .into_iter()
         .filter(|p| p.role() == Role::Follower { leader })
         .map(|p| {
             let e = p.leader_epoch();
-            (p, e)
+            let end = p.log.log_end_offset();
+            (p, e, end)
         })
         .collect()
 }
@@ -113,9 +117,18 @@ async fn run(broker: Arc<Broker>, leader: i32) {
             }
         }
         let Some(c) = conn.as_mut() else { continue };
+        let version = match c.version_for::<FetchRequest>() {
+            Ok(v) if v >= 15 => v,
+            other => {
+                tracing::warn!(leader, "the leader does not speak Fetch v15+: {other:?}");
+                conn = None;
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
         let req = build_request(&broker, &parts, wait_ms);
         let extra = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(500));
-        let resp = match c.send_with_extra_time(&req, extra).await {
+        let resp = match c.send_versioned_with_extra_time(&req, version, extra).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::debug!(leader, "replica fetch failed: {e}");
@@ -138,21 +151,21 @@ async fn run(broker: Arc<Broker>, leader: i32) {
     broker.replication.lock_running().remove(&leader);
 }
 
-fn build_request(broker: &Broker, parts: &[(Arc<Partition>, i32)], wait_ms: i32) -> FetchRequest {
+fn build_request(broker: &Broker, parts: &[Entry], wait_ms: i32) -> FetchRequest {
     let settings = &broker.config.settings;
     let node = broker.config.node_id;
     let mut by_topic: HashMap<Uuid, FetchTopic> = HashMap::new();
-    for (p, epoch) in parts {
+    for (p, epoch, fetch_offset) in parts {
         let t = by_topic.entry(p.topic_id).or_insert_with(|| {
+            // Fetch v15+: topics by id only.
             let mut t = FetchTopic::default();
-            t.topic = TopicName(StrBytes::from_string(p.topic.clone()));
             t.topic_id = p.topic_id;
             t
         });
         let mut fp = FetchPartition::default();
         fp.partition = p.index;
         fp.current_leader_epoch = *epoch;
-        fp.fetch_offset = p.log.log_end_offset();
+        fp.fetch_offset = *fetch_offset;
         fp.last_fetched_epoch = p.log.latest_epoch().unwrap_or(-1);
         fp.log_start_offset = p.log.log_start_offset();
         fp.partition_max_bytes = settings.replica_fetch_max_bytes();
@@ -162,7 +175,6 @@ fn build_request(broker: &Broker, parts: &[(Arc<Partition>, i32)], wait_ms: i32)
     state.replica_id = BrokerId(node);
     state.replica_epoch = broker.broker_epoch();
     let mut req = FetchRequest::default();
-    req.replica_id = BrokerId(node);
     req.replica_state = state;
     req.max_wait_ms = wait_ms;
     req.min_bytes = 1;
@@ -182,21 +194,16 @@ enum Outcome {
 }
 
 /// Applies one fetch response to the partitions it was for. Blocking (appends, truncation).
-fn apply(
-    broker: &Broker,
-    leader: i32,
-    parts: &[(Arc<Partition>, i32)],
-    resp: FetchResponse,
-) -> Outcome {
+fn apply(broker: &Broker, leader: i32, parts: &[Entry], resp: FetchResponse) -> Outcome {
     if resp.error_code != codes::NONE {
         tracing::debug!(leader, code = resp.error_code, "replica fetch refused");
         return Outcome::AllFailed;
     }
-    let by_key: HashMap<(Uuid, i32), &(Arc<Partition>, i32)> = parts
+    let by_key: HashMap<(Uuid, i32), &Entry> = parts
         .iter()
         .map(|e| ((e.0.topic_id, e.0.index), e))
         .collect();
-    let by_name: HashMap<(&str, i32), &(Arc<Partition>, i32)> = parts
+    let by_name: HashMap<(&str, i32), &Entry> = parts
         .iter()
         .map(|e| ((e.0.topic.as_str(), e.0.index), e))
         .collect();
@@ -208,8 +215,11 @@ fn apply(
             } else {
                 by_key.get(&(t.topic_id, pd.partition_index))
             };
-            let Some((p, epoch)) = found else { continue };
-            if !p.follows(leader, *epoch) {
+            let Some((p, epoch, fetch_offset)) = found else {
+                continue;
+            };
+            // Only an answer to the log as it was when we asked may be applied.
+            if !p.follows(leader, *epoch) || p.log.log_end_offset() != *fetch_offset {
                 continue;
             }
             match apply_partition(broker, leader, p, *epoch, pd) {
@@ -270,7 +280,7 @@ fn apply_partition(
         let to = sluice_replication::truncation_offset(div.epoch, div.end_offset, local, end);
         tracing::info!(topic = %p.topic, partition = p.index, leader, epoch = div.epoch,
             leader_end = div.end_offset, from = end, to, "log diverged from the leader's; truncating");
-        p.log.truncate_to(to).map_err(|e| e.to_string())?;
+        p.truncate_to(to).map_err(|e| e.to_string())?;
         return Ok(());
     }
     let records = pd.records.unwrap_or_default();

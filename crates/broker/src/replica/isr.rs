@@ -17,6 +17,10 @@ use crate::state::Broker;
 /// pending change and decides again at its next check; when it commits, the new ISR reaches
 /// the partition through the reconciler like any metadata.
 pub fn propose(broker: &Arc<Broker>, p: Arc<Partition>, change: IsrChange) {
+    let key = (p.topic.clone(), p.index);
+    if !broker.replication.begin_proposal(&key) {
+        return; // one in flight already; the periodic check re-sends if it gets lost
+    }
     let b = broker.clone();
     tokio::spawn(async move {
         let cmd = MetadataCommand::AlterPartition {
@@ -40,11 +44,18 @@ pub fn propose(broker: &Arc<Broker>, p: Arc<Partition>, change: IsrChange) {
                     topic = %p.topic,
                     partition = p.index,
                     isr = ?change.new_isr,
-                    "ISR change refused: {e}"
+                    "ISR change not committed: {e}"
                 );
-                p.isr_change_failed();
+                // Only a refusal that proves the change was not applied lets the leader
+                // forget it; after a timeout or a stale-epoch answer the change may have been
+                // committed, so it stays pending until newer metadata settles it (or it is
+                // re-sent by the periodic check).
+                if e.error_code() == crate::codes::INELIGIBLE_REPLICA {
+                    p.isr_change_failed();
+                }
             }
         }
+        b.replication.end_proposal(&key);
     });
 }
 
@@ -70,7 +81,7 @@ pub fn spawn(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) -> JoinHandle
                 .into_iter()
                 .filter(|p| p.is_leader())
             {
-                if let Some(change) = p.poll_isr() {
+                if let Some(change) = p.poll_isr().or_else(|| p.pending_isr_change()) {
                     propose(&broker, p, change);
                 }
             }

@@ -20,6 +20,8 @@ use std::sync::Mutex;
 pub struct Replication {
     /// Source brokers (partition leaders) a fetcher task runs for.
     running: Mutex<HashSet<i32>>,
+    /// Partitions with an AlterPartition proposal in flight.
+    proposing: Mutex<HashSet<(String, i32)>>,
     stopping: AtomicBool,
 }
 
@@ -32,6 +34,22 @@ impl Replication {
     /// Whether the broker is stopping.
     pub fn is_stopping(&self) -> bool {
         self.stopping.load(Ordering::Acquire)
+    }
+
+    /// Marks a proposal for `key` in flight; false when one already is.
+    pub fn begin_proposal(&self, key: &(String, i32)) -> bool {
+        self.proposing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.clone())
+    }
+
+    /// The proposal for `key` finished.
+    pub fn end_proposal(&self, key: &(String, i32)) {
+        self.proposing
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
     }
 
     fn lock_running(&self) -> std::sync::MutexGuard<'_, HashSet<i32>> {
