@@ -91,6 +91,12 @@ pub struct ClusterConfig {
     pub rack: Option<String>,
     /// Cluster id for a new cluster.
     pub cluster_id: Option<String>,
+    /// A second Kafka listener for other brokers (replica fetches), `HOST:PORT`; `None`:
+    /// followers use the client listener (Kafka's `inter.broker.listener.name`).
+    pub inter_broker_listen: Option<String>,
+    /// The inter-broker address registered for followers to fetch from (default: the
+    /// inter-broker listen address).
+    pub inter_broker_advertised: Option<String>,
 }
 
 impl Default for ClusterConfig {
@@ -101,6 +107,8 @@ impl Default for ClusterConfig {
             controller_listen: None,
             rack: None,
             cluster_id: None,
+            inter_broker_listen: None,
+            inter_broker_advertised: None,
         }
     }
 }
@@ -157,7 +165,16 @@ impl ClusterConfig {
             controller_listen,
             rack,
             cluster_id,
+            inter_broker_listen: None,
+            inter_broker_advertised: None,
         })
+    }
+
+    /// The inter-broker address to register, if this node has an inter-broker listener.
+    pub fn inter_broker_address(&self) -> Option<String> {
+        self.inter_broker_advertised
+            .clone()
+            .or_else(|| self.inter_broker_listen.clone())
     }
 
     /// Whether this node runs without a quorum flag (a quorum of one).

@@ -714,6 +714,7 @@ pub(crate) mod tests {
                     host: "127.0.0.1".into(),
                     port: 9092 + node_id,
                     rack: None,
+                    inter_broker: None,
                 },
             ))
             .expect("register broker");
@@ -908,7 +909,6 @@ pub(crate) mod tests {
         tokio::pin!(wa2);
         wa2.as_mut().enable();
         assert!(!a.advance_high_watermark(0));
-        a.maybe_advance_high_watermark();
         assert!(!is_ready(wa2.as_mut()));
         assert_eq!(a.high_watermark(), 1);
     }
@@ -931,11 +931,113 @@ pub(crate) mod tests {
             30_000,
         );
         assert_eq!(p.high_watermark(), 0);
-        p.maybe_advance_high_watermark();
-        assert_eq!(p.high_watermark(), 0);
         // Promoted: the leader's high watermark follows its log.
         p.set_role(Role::Leader, 1, 1, &ReplicaSet::solo(1))
             .expect("role");
         assert_eq!(p.high_watermark(), 2);
+    }
+
+    fn three(isr: &[i32]) -> ReplicaSet {
+        ReplicaSet {
+            replicas: vec![1, 2, 3],
+            isr: isr.to_vec(),
+            partition_epoch: 0,
+        }
+    }
+
+    #[test]
+    fn replicated_leader_commits_what_the_isr_has_fetched() {
+        let (log, tc) = open_log("t", 0);
+        let mut cfg = (*tc).clone();
+        cfg.min_insync_replicas = 2;
+        let p = Partition::new(
+            "t".into(),
+            Uuid::from_u128(1),
+            0,
+            log,
+            Arc::new(cfg),
+            Role::Leader,
+            3,
+            1,
+            three(&[1, 2, 3]),
+            30_000,
+        );
+        let eligible: std::collections::BTreeMap<i32, i64> =
+            [(1, 10), (2, 20), (3, 30)].into_iter().collect();
+        p.set_eligible_brokers(&eligible);
+        assert_eq!(p.check_enough_replicas(), Ok(()));
+        let info = p.append_as_leader(batch()).expect("append");
+        let required = info.last_offset + 1;
+        // Nothing is committed until every ISR member has fetched past the write.
+        assert_eq!(p.high_watermark(), 0);
+        assert_eq!(p.completion(required, 3), None);
+        assert!(p.on_follower_fetch(2, 20, 1).is_none());
+        assert_eq!(p.high_watermark(), 0);
+        assert!(p.on_follower_fetch(3, 30, 1).is_none());
+        assert_eq!(p.high_watermark(), 1);
+        assert_eq!(p.completion(required, 3), Some(codes::NONE));
+        // Another epoch's completion answers NOT_LEADER_OR_FOLLOWER.
+        assert_eq!(
+            p.completion(required, 2),
+            Some(codes::NOT_LEADER_OR_FOLLOWER)
+        );
+        // The ISR shrinks to the leader: acks=all is refused before the append.
+        p.update_replicas(&ReplicaSet {
+            replicas: vec![1, 2, 3],
+            isr: vec![1],
+            partition_epoch: 1,
+        });
+        assert_eq!(p.check_enough_replicas(), Err(codes::NOT_ENOUGH_REPLICAS));
+        // Stepping down: no completion is ever answered NONE again.
+        p.set_role(Role::Follower { leader: 2 }, 4, 1, &three(&[2, 3]))
+            .expect("role");
+        assert_eq!(
+            p.completion(required, 4),
+            Some(codes::NOT_LEADER_OR_FOLLOWER)
+        );
+        assert_eq!(
+            p.check_enough_replicas(),
+            Err(codes::NOT_LEADER_OR_FOLLOWER)
+        );
+    }
+
+    #[test]
+    fn follower_appends_only_for_its_leader_and_epoch() {
+        let (leader_log, _) = open_log("t", 0);
+        leader_log.append(batch(), 5).expect("append");
+        leader_log.append(batch(), 5).expect("append");
+        let bytes = leader_log.read(0, usize::MAX, i64::MAX).expect("read").data;
+        let (log, tc) = open_log("t", 1);
+        let p = Partition::new(
+            "t".into(),
+            Uuid::from_u128(1),
+            1,
+            log,
+            tc,
+            Role::Follower { leader: 2 },
+            5,
+            1,
+            three(&[1, 2, 3]),
+            30_000,
+        );
+        let wrong_leader = p.append_as_follower(&bytes, 3, 5, 2);
+        assert_eq!(
+            wrong_leader.err().map(|e| e.code()),
+            Some(codes::NOT_LEADER_OR_FOLLOWER)
+        );
+        assert!(
+            p.append_as_follower(&bytes, 2, 4, 2).is_err(),
+            "stale epoch"
+        );
+        assert_eq!(p.log.log_end_offset(), 0);
+        p.append_as_follower(&bytes, 2, 5, 1).expect("append");
+        assert_eq!(p.log.log_end_offset(), 2);
+        // The follower takes the leader's high watermark, capped at its own log end.
+        assert_eq!(p.high_watermark(), 1);
+        p.append_as_follower(&[], 2, 5, 99).expect("empty");
+        assert_eq!(p.high_watermark(), 2);
+        // Truncation caps it again.
+        p.truncate_to(1).expect("truncate");
+        assert_eq!((p.log.log_end_offset(), p.high_watermark()), (1, 1));
     }
 }

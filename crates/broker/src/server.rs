@@ -134,6 +134,22 @@ pub async fn run(
         source,
     })?;
 
+    // The inter-broker listener (replica fetches), when configured apart from the client one.
+    let inter_listener = match &broker.config.cluster.inter_broker_listen {
+        None => None,
+        Some(addr) => {
+            let (h, p) = split_host_port(addr)?;
+            let l = TcpListener::bind((h.as_str(), p as u16))
+                .await
+                .map_err(|source| BrokerError::Bind {
+                    addr: addr.clone(),
+                    source,
+                })?;
+            tracing::info!("inter-broker listener on {addr}");
+            Some(l)
+        }
+    };
+
     let (stop_tx, stop_rx) = watch::channel(false);
     crate::cluster::spawn_heartbeats(broker.clone(), stop_rx.clone());
 
@@ -176,7 +192,7 @@ pub async fn run(
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
+            accepted = accept_either(&listener, inter_listener.as_ref()) => match accepted {
                 Ok((stream, peer)) => {
                     let Some(permit) = limits.admit(peer.ip()) else {
                         tracing::info!(peer = %peer, "connection refused: max.connections or max.connections.per.ip reached");
@@ -204,6 +220,7 @@ pub async fn run(
     }
     tracing::info!("shutting down: no longer accepting connections");
     drop(listener);
+    drop(inter_listener);
     if !broker.config.cluster.is_single() {
         crate::cluster::controlled_shutdown(&broker, Duration::from_secs(5)).await;
     }
@@ -226,6 +243,20 @@ pub async fn run(
     broker.quorum.clone().shutdown().await;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// The next connection on the client listener or, when there is one, the inter-broker one.
+async fn accept_either(
+    client: &TcpListener,
+    inter: Option<&TcpListener>,
+) -> std::io::Result<(tokio::net::TcpStream, std::net::SocketAddr)> {
+    match inter {
+        None => client.accept().await,
+        Some(i) => tokio::select! {
+            a = client.accept() => a,
+            b = i.accept() => b,
+        },
+    }
 }
 
 /// Starts this node's member of the metadata quorum. An old single-node data dir (a

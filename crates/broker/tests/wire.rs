@@ -1106,6 +1106,7 @@ async fn single_node_data_dir_upgrades_into_the_quorum() {
             host: host.to_string(),
             port: port.parse().unwrap(),
             rack: None,
+            inter_broker: None,
         }))
         .unwrap();
         let md = old.metadata();

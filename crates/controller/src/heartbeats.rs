@@ -263,6 +263,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             rack: None,
+            inter_broker: None,
         }
     }
 

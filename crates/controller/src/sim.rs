@@ -301,6 +301,7 @@ impl Sim {
                     host: "h".into(),
                     port: 9000 + node,
                     rack: Some(format!("r{}", node % 2)),
+                    inter_broker: None,
                 };
                 if let Ok(cmd) = self.hb.plan_register(self.now, &reg, &self.md) {
                     if self.apply(cmd)? {

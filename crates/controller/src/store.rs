@@ -406,6 +406,7 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 9092,
             rack: None,
+            inter_broker: None,
         }))
         .unwrap();
     }
@@ -629,6 +630,7 @@ mod tests {
                     host: "127.0.0.1".into(),
                     port: 9000 + next(3) as i32,
                     rack: None,
+                    inter_broker: None,
                 })),
                 1 => plan_create_topic(
                     &md,

@@ -42,6 +42,7 @@ fn register(id: i32) -> MetadataCommand {
         host: "localhost".into(),
         port: 9092 + id,
         rack: None,
+        inter_broker: None,
     })
 }
 

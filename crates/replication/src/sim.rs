@@ -312,6 +312,7 @@ impl Sim {
             host: "h".into(),
             port: 9000 + id,
             rack: None,
+            inter_broker: None,
         }))
         .map_err(|e| format!("register {id}: {e}"))?;
         let epoch = self

@@ -50,6 +50,14 @@ pub struct BrokerArgs {
     /// Cluster id to use when this node's quorum forms a new cluster (default: random).
     #[arg(long, env = "SLUICE_CLUSTER_ID")]
     pub cluster_id: Option<String>,
+    /// A second Kafka listener, `HOST:PORT`, that other brokers fetch replicas from (like
+    /// Kafka's inter.broker.listener.name) [default: followers use --listen].
+    #[arg(long, env = "SLUICE_INTER_BROKER_LISTEN")]
+    pub inter_broker_listen: Option<String>,
+    /// The inter-broker address registered for other brokers [default:
+    /// --inter-broker-listen].
+    #[arg(long, env = "SLUICE_INTER_BROKER_ADVERTISED")]
+    pub inter_broker_advertised: Option<String>,
     /// Broker setting with Kafka's name, e.g. `--set num.partitions=3`. Repeatable. In the
     /// environment: SLUICE_SET="k1=v1,k2=v2".
     #[arg(
@@ -84,6 +92,10 @@ struct FileConfig {
     rack: Option<String>,
     #[serde(rename = "cluster-id")]
     cluster_id: Option<String>,
+    #[serde(rename = "inter-broker-listen")]
+    inter_broker_listen: Option<String>,
+    #[serde(rename = "inter-broker-advertised")]
+    inter_broker_advertised: Option<String>,
     #[serde(rename = "log-level")]
     log_level: Option<String>,
     #[serde(rename = "log-format")]
@@ -166,7 +178,7 @@ pub fn resolve(args: BrokerArgs) -> anyhow::Result<Resolved> {
             anyhow::anyhow!("--role {r:?}: expected broker, controller or combined")
         })?),
     };
-    let cluster = sluice_broker::ClusterConfig::new(
+    let mut cluster = sluice_broker::ClusterConfig::new(
         node_id,
         voters,
         args.controller_listen.or(file.controller_listen),
@@ -175,6 +187,15 @@ pub fn resolve(args: BrokerArgs) -> anyhow::Result<Resolved> {
         args.cluster_id.or(file.cluster_id),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
+    cluster.inter_broker_listen = args.inter_broker_listen.or(file.inter_broker_listen);
+    cluster.inter_broker_advertised = args
+        .inter_broker_advertised
+        .or(file.inter_broker_advertised);
+    if cluster.inter_broker_advertised.is_some() && cluster.inter_broker_listen.is_none() {
+        anyhow::bail!(
+            "--inter-broker-advertised needs --inter-broker-listen (the listener it points at)"
+        );
+    }
     Ok(Resolved {
         broker: BrokerConfig {
             cluster,

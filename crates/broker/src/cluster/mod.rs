@@ -41,6 +41,7 @@ fn registration(broker: &Broker) -> BrokerRegistration {
         host: broker.advertised_host.clone(),
         port: broker.advertised_port,
         rack: broker.config.cluster.rack.clone(),
+        inter_broker: broker.config.cluster.inter_broker_address(),
     }
 }
 

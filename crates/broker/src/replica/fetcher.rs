@@ -69,8 +69,7 @@ fn following(broker: &Broker, leader: i32) -> Vec<Entry> {
 /// The address followers fetch from: the leader's inter-broker endpoint as registered.
 fn leader_addr(broker: &Broker, leader: i32) -> Option<String> {
     let md = broker.metadata();
-    let b = md.brokers.get(&leader)?;
-    Some(format!("{}:{}", b.host, b.port))
+    Some(md.brokers.get(&leader)?.replication_addr())
 }
 
 async fn run(broker: Arc<Broker>, leader: i32) {

@@ -162,6 +162,7 @@ impl Metadata {
                 host: reg.host.clone(),
                 port: reg.port,
                 rack: reg.rack.clone(),
+                inter_broker: reg.inter_broker.clone(),
                 incarnation_id: reg.incarnation_id,
                 broker_epoch,
                 // Single-node registrations of earlier versions were live at once.
@@ -305,6 +306,7 @@ mod tests {
             host: "h".into(),
             port: 9000 + id,
             rack: None,
+            inter_broker: None,
         })
     }
 

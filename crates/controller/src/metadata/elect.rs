@@ -298,6 +298,7 @@ mod tests {
             host: "h".into(),
             port: 9000 + id,
             rack: None,
+            inter_broker: None,
         }))
         .unwrap();
         let e = md.brokers[&id].broker_epoch;

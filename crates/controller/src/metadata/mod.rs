@@ -43,6 +43,10 @@ pub struct BrokerInfo {
     /// Rack, if any.
     #[serde(default)]
     pub rack: Option<String>,
+    /// Inter-broker address (`HOST:PORT`) followers fetch from, when it differs from the
+    /// client one (Kafka's `inter.broker.listener.name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inter_broker: Option<String>,
     /// Incarnation id chosen by the broker process at start (nil for registrations written
     /// by the single-node versions).
     #[serde(default)]
@@ -59,6 +63,14 @@ pub struct BrokerInfo {
 }
 
 impl BrokerInfo {
+    /// The address other brokers fetch from: the inter-broker one if registered, else the
+    /// client one.
+    pub fn replication_addr(&self) -> String {
+        self.inter_broker
+            .clone()
+            .unwrap_or_else(|| format!("{}:{}", self.host, self.port))
+    }
+
     /// Whether the broker may lead partitions and be added to ISRs.
     pub fn is_eligible(&self) -> bool {
         !self.fenced && !self.in_controlled_shutdown
@@ -82,6 +94,9 @@ pub struct BrokerRegistration {
     /// Rack, if any.
     #[serde(default)]
     pub rack: Option<String>,
+    /// Inter-broker address (`HOST:PORT`) followers fetch from; `None` = the client one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inter_broker: Option<String>,
 }
 
 /// One partition of a topic.

@@ -112,6 +112,7 @@ mod tests {
                 host: "h".into(),
                 port: 1,
                 rack: None,
+                inter_broker: None,
             }))
             .unwrap();
             let e = md.brokers[&id].broker_epoch;

@@ -168,6 +168,7 @@ mod tests {
                 host: "h".into(),
                 port: 9000,
                 rack: r.map(str::to_string),
+                inter_broker: None,
             }))
             .unwrap();
         }

@@ -9,6 +9,7 @@ fn broker(id: i32) -> MetadataCommand {
         host: "127.0.0.1".into(),
         port: 9092 + id,
         rack: None,
+        inter_broker: None,
     })
 }
 
@@ -156,6 +157,7 @@ fn apply_rejects_without_change() {
         host: "h".into(),
         port: 1,
         rack: None,
+        inter_broker: None,
     });
     assert_eq!(md.apply(&bad_broker).unwrap_err().error_code(), 42);
     assert_eq!(
@@ -402,6 +404,7 @@ fn old_json_still_replays() {
         host: "h".into(),
         port: 9092,
         rack: None,
+        inter_broker: None,
     }))
     .unwrap();
     assert_eq!(snap.brokers[&1].broker_epoch, 1);

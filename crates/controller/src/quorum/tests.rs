@@ -38,6 +38,7 @@ fn entry(index: u64) -> Entry<TypeConfig> {
                 host: "h".into(),
                 port: 9092,
                 rack: None,
+                inter_broker: None,
             },
         ))),
     }
