@@ -43,7 +43,7 @@ from pathlib import Path
 
 import pytest
 
-from cluster import ClusterError, KafkaCluster, make_cluster, wait_until
+from cluster import ClusterError, KafkaCluster, _free_ports, make_cluster, wait_until
 from conftest import cluster_target
 
 pytestmark = pytest.mark.cluster
@@ -60,13 +60,40 @@ AFTER_RESTART = 100      # acknowledged writes after the killed broker is back i
 DRAIN_S = 90             # how long a consumer may take to see everything after the producer stops
 
 
+def kafka_ports() -> list[int]:
+    """Three Kafka ports P, each with P+1 (its controller port) free too."""
+    taken: set[int] = set()
+    out: list[int] = []
+    while len(out) < 3:
+        (p,) = _free_ports(1, taken)
+        try:
+            _free_ports_exact(p + 1)
+        except OSError:
+            continue
+        taken.add(p + 1)
+        out.append(p)
+    return out
+
+
+def _free_ports_exact(port: int) -> None:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", port))
+
+
 @pytest.fixture(scope="module")
 def fc():
     configs = {"replica.lag.time.max.ms": str(LAG_MS)}
     try:
         if cluster_target() == "kafka":
-            # make_cluster() drops broker_configs for Kafka; KafkaCluster takes them.
-            c = KafkaCluster(3, broker_configs=configs)
+            # make_cluster() drops broker_configs for Kafka; KafkaCluster takes them. Ports below
+            # the ephemeral range (kafka-reference's own picks collide with client sockets on a
+            # busy machine); one retry for a port taken between the check and the bind.
+            try:
+                c = KafkaCluster(3, broker_configs=configs, ports=kafka_ports())
+            except ClusterError:
+                c = KafkaCluster(3, broker_configs=configs, ports=kafka_ports())
         else:
             c = make_cluster(3, broker_configs=configs)
     except ClusterError as e:
@@ -89,7 +116,8 @@ def admin(bootstrap: str):
 def create(bootstrap: str, name: str) -> None:
     from confluent_kafka.admin import NewTopic
 
-    fut = admin(bootstrap).create_topics(
+    a = admin(bootstrap)  # keep the handle alive until the future resolves
+    fut = a.create_topics(
         [NewTopic(name, num_partitions=PARTITIONS, replication_factor=3,
                   config={"min.insync.replicas": "2"})],
         operation_timeout=15, request_timeout=20)[name]
@@ -117,7 +145,8 @@ def wait_isr(bootstrap: str, topic: str, size: int, timeout: float = WAIT_S) -> 
 
 def group_coordinator(bootstrap: str, group: str) -> int | None:
     try:
-        fut = admin(bootstrap).describe_consumer_groups([group], request_timeout=10)[group]
+        a = admin(bootstrap)
+        fut = a.describe_consumer_groups([group], request_timeout=10)[group]
         return fut.result(timeout=15).coordinator.id
     except Exception as e:  # noqa: BLE001 - only steers the choice of the broker to kill
         print(f"  (group coordinator unknown: {e!r})")
@@ -444,6 +473,13 @@ GO_CMD: list[str] = []
 
 # -- the scenario ------------------------------------------------------------------------------
 
+def longest_gap(times: list[float], t_kill: float) -> float:
+    """The longest pause between consecutive events from 1 s before the kill on (the time the
+    partition was unavailable to the client)."""
+    ts = sorted(t for t in times if t >= t_kill - 1.0)
+    return max((b - a for a, b in zip(ts, ts[1:])), default=0.0)
+
+
 def failover(cl, start, name: str) -> None:
     t0 = time.monotonic()
     tag = uuid.uuid4().hex[:8]
@@ -462,8 +498,16 @@ def failover(cl, start, name: str) -> None:
                 return len(a) >= n_acked and len(c) >= n_consumed
             return ok
 
-        wait_until(progress(BEFORE_KILL, BEFORE_KILL // 2), WAIT_S,
-                   f"{BEFORE_KILL} acknowledged and {BEFORE_KILL // 2} consumed records")
+        def counts() -> str:
+            a, c = run.snapshot()
+            return (f"{name}: {len(a)} acked, {len(c)} consumed; last errors {run.errors[-5:]}; "
+                    f"{run.diagnostics()}")
+
+        try:
+            wait_until(progress(BEFORE_KILL, BEFORE_KILL // 2), WAIT_S,
+                       f"{BEFORE_KILL} acknowledged and {BEFORE_KILL // 2} consumed records")
+        except ClusterError as e:
+            raise AssertionError(f"{e}; {counts()}") from None
         coord = group_coordinator(cl.bootstrap, group)
         try:
             qleader = cl.quorum_leader(timeout=10)
@@ -503,8 +547,8 @@ def failover(cl, start, name: str) -> None:
                 f"{sum(1 for _, p, o, _ in c if p == vp and o > mark)}; metadata now "
                 f"{describe(cl.live_bootstrap, topic)}; last errors {run.errors[-8:]}") from None
         acked, consumed = run.snapshot()
-        first_ack = min(t for _, p, o, t in acked if p == vp and o > mark) - t_kill
-        first_rec = min(t for _, p, o, t in consumed if p == vp and o > mark) - t_kill
+        stall_ack = longest_gap([t for _, p, _, t in acked if p == vp], t_kill)
+        stall_rec = longest_gap([t for _, p, _, t in consumed if p == vp], t_kill)
         new_leader = describe(cl.live_bootstrap, topic)[vp][0]
         t_restart = time.monotonic()
         cl.restart(victim)
@@ -513,8 +557,11 @@ def failover(cl, start, name: str) -> None:
         victim_back = victim
         victim = None
         n_back = len(run.snapshot()[0])
-        wait_until(progress(n_back + AFTER_RESTART, 0), WAIT_S,
-                   f"{AFTER_RESTART} acknowledged writes after the restart")
+        try:
+            wait_until(progress(n_back + AFTER_RESTART, 0), WAIT_S,
+                       f"{AFTER_RESTART} acknowledged writes after the restart")
+        except ClusterError as e:
+            raise AssertionError(f"{e}; {counts()}") from None
         run.stop()
         assert run.wait(130 + DRAIN_S + 30), f"{name} client did not finish; {run.diagnostics()}"
     finally:
@@ -539,8 +586,8 @@ def failover(cl, start, name: str) -> None:
     after_kill = sum(1 for *_, t in acked if t > t_kill)
     print(f"[{name}] {len(acked)} acked ({after_kill} after the kill), {len(log)} in the log "
           f"(high watermarks {hw}), {len(consumed)} consumed ({dup_consumed} twice); partition {vp}: "
-          f"broker {victim_back} -> {new_leader}, first ack {first_ack:.2f}s / first record "
-          f"{first_rec:.2f}s after the kill; ISR of 3 {isr_s:.1f}s after the restart; "
+          f"broker {victim_back} -> {new_leader}, longest pause in its acks "
+          f"{stall_ack:.2f}s / in its records consumed {stall_rec:.2f}s around the kill; ISR of 3 {isr_s:.1f}s after the restart; "
           f"{len(hard)} client errors, {len(info)} informational; {time.monotonic() - t0:.1f}s")
     if hard:
         print(f"[{name}] client errors: {hard[:5]}")
