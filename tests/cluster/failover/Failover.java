@@ -107,7 +107,7 @@ public class Failover {
                         }
                         if (!recs.isEmpty()) {
                             cons.commitAsync((offsets, e) -> {
-                                if (e != null) out("{\"err\": " + q("commit: " + e) + ", \"side\": \"consumer\"}");
+                                if (e != null) out("{\"err\": " + q("commit: " + e + " cause: " + e.getCause()) + ", \"side\": \"consumer\"}");
                             });
                         }
                     } catch (Exception e) {
