@@ -233,6 +233,9 @@ class Run:
     def diagnostics(self) -> str:
         return ""
 
+    def cleanup(self) -> None:
+        pass
+
     # For the in-process Python clients: the consumer drains until it has seen every
     # acknowledged value (or DRAIN_S after the producer stopped).
     def consumer_should_finish(self, seen: set[str]) -> bool:
@@ -315,7 +318,12 @@ class ProcessRun(Run):
     def diagnostics(self) -> str:
         self.stderr.flush()
         err = Path(self.stderr.name).read_text(errors="replace")[-3000:]
-        return f"exit {self.proc.returncode}; other stdout: {self.other[-20:]}; stderr tail:\n{err}"
+        return (f"exit {self.proc.returncode}; other stdout: {self.other[-20:]}; stderr "
+                f"({self.stderr.name}) tail:\n{err}")
+
+    def cleanup(self) -> None:
+        self.stderr.close()
+        Path(self.stderr.name).unlink(missing_ok=True)
 
 
 # confluent-kafka ------------------------------------------------------------------------------
@@ -604,6 +612,7 @@ def failover(cl, start, name: str) -> None:
     assert not phantom, (f"the consumer received {len(phantom)} records that are not in the log "
                          f"there, e.g. {phantom[:5]}")
     assert comm == hw, f"committed offsets {comm} != high watermarks {hw}"
+    run.cleanup()  # kept (and named in the failure) when a check fails
 
 
 def test_confluent_kafka(fc):
