@@ -604,6 +604,14 @@ def failover(cl, start, name: str) -> None:
           f"{len(hard)} client errors, {len(info)} informational; {time.monotonic() - t0:.1f}s")
     if hard:
         print(f"[{name}] client errors: {hard[:5]}")
+    if os.environ.get("FAILOVER_DUMP"):  # a directory: per-client timelines, times from the kill
+        dump = Path(os.environ["FAILOVER_DUMP"]) / f"{name}.json"
+        dump.parent.mkdir(parents=True, exist_ok=True)
+        dump.write_text(json.dumps({
+            "victim": victim_back, "partition": vp, "mark": mark,
+            "acked": [(v, p, o, round(t - t_kill, 3)) for v, p, o, t in acked],
+            "consumed": [(v, p, o, round(t - t_kill, 3)) for v, p, o, t in consumed],
+            "errors": [(s, m, round(t - t_kill, 3)) for s, m, t in run.errors]}))
     assert new_leader not in (victim_back, -1), f"partition {vp} led by {new_leader} after the kill"
     assert not lost, f"{len(lost)} acknowledged records lost or moved, e.g. {lost[:5]}"
     assert dup_log == 0, f"{dup_log} duplicate records in the log with an idempotent producer"
