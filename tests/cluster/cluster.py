@@ -727,5 +727,5 @@ def make_cluster(n: int = 3, target: str | None = None, **kw) -> Cluster:
     if target == "sluice":
         return SluiceCluster(n=n, **kw)
     if target == "kafka":
-        return KafkaCluster(n=n)
+        return KafkaCluster(n=n, broker_configs=kw.get("broker_configs"))
     raise ValueError(f"CLUSTER_TARGET must be 'sluice' or 'kafka', not {target!r}")
