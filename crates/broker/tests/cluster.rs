@@ -144,18 +144,18 @@ async fn three_nodes_spread_partitions_and_hint_the_leader() {
     assert_eq!(fp.current_leader.leader_id.0, leader);
     assert!(fresp.node_endpoints.iter().any(|e| e.node_id.0 == leader));
 
-    // Replication factor 3 is refused until partitions are replicated.
-    let r = c2
-        .send(
-            5,
-            &CreateTopicsRequest::default()
-                .with_timeout_ms(10_000)
-                .with_topics(vec![create_topics_request::CreatableTopic::default()
-                    .with_name(TopicName(StrBytes::from_static_str("rf3")))
-                    .with_num_partitions(1)
-                    .with_replication_factor(3)]),
-        )
-        .await;
+    // Replication factor 3 fits three brokers; 4 does not.
+    let create = |name: &'static str, rf: i16| {
+        CreateTopicsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![create_topics_request::CreatableTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str(name)))
+                .with_num_partitions(1)
+                .with_replication_factor(rf)])
+    };
+    let r = c2.send(5, &create("rf3", 3)).await;
+    assert_eq!(r.topics[0].error_code, 0);
+    let r = c2.send(5, &create("rf4", 4)).await;
     assert_eq!(r.topics[0].error_code, 38);
     for n in cl.nodes {
         n.stop().await;

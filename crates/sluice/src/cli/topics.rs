@@ -282,6 +282,7 @@ async fn describe(client: &mut Client, fmt: OutputFormat, a: DescribeArgs) -> an
                 text.push_str(&format!("ReplicationFactor:  {}\n", t.replication_factor()));
                 text.push_str(&format!("Configs:            {cfg}\n"));
                 let any_error = t.partitions.iter().any(|p| p.error.is_some());
+                let any_offline = t.partitions.iter().any(|p| !p.offline.is_empty());
                 let rows: Vec<Vec<String>> = t
                     .partitions
                     .iter()
@@ -297,18 +298,23 @@ async fn describe(client: &mut Client, fmt: OutputFormat, a: DescribeArgs) -> an
                             ids(&p.replicas),
                             ids(&p.isr),
                         ];
+                        if any_offline {
+                            row.push(ids(&p.offline));
+                        }
                         if any_error {
                             row.push(p.error.map(|e| e.name()).unwrap_or_default());
                         }
                         row
                     })
                     .collect();
-                let headers: &[&str] = if any_error {
-                    &["PARTITION", "LEADER", "REPLICAS", "ISR", "ERROR"]
-                } else {
-                    &["PARTITION", "LEADER", "REPLICAS", "ISR"]
-                };
-                for line in table(headers, &rows).lines() {
+                let mut headers = vec!["PARTITION", "LEADER", "REPLICAS", "ISR"];
+                if any_offline {
+                    headers.push("OFFLINE");
+                }
+                if any_error {
+                    headers.push("ERROR");
+                }
+                for line in table(&headers, &rows).lines() {
                     text.push_str("  ");
                     text.push_str(line);
                     text.push('\n');
