@@ -609,6 +609,32 @@ class Harness:
                 pass
         return out
 
+    def isr_check(self, timeout: float = 30) -> list[str]:
+        """Every partition of every topic (`__consumer_offsets` included, which the health
+        wait does not look at) has a leader and a full ISR, within `timeout` s of settling.
+        Returns the partitions that do not (empty: all in sync)."""
+        bad: list[str] = []
+
+        def in_sync():
+            bad[:] = ["no metadata answer"]
+            md = self.admin.list_topics(timeout=5)
+            bad.clear()
+            for name, t in sorted(md.topics.items()):
+                if t.error is not None:
+                    bad.append(f"{name}: {t.error}")
+                    continue
+                for p, pm in sorted(t.partitions.items()):
+                    if pm.leader < 0 or sorted(pm.isrs) != sorted(pm.replicas):
+                        bad.append(f"{name}-{p} leader {pm.leader} replicas {pm.replicas} "
+                                   f"isr {pm.isrs}")
+            return not bad
+
+        try:
+            wait_until(in_sync, timeout, "every partition of every topic in sync", interval=1)
+        except ClusterError:
+            pass
+        return list(bad)
+
     def check(self, log_: dict, hws: dict) -> None:
         h = self.hist
         f = self.findings
@@ -647,6 +673,10 @@ class Harness:
         f["replica_divergence"] = {p: rep[p] for p in range(self.a.partitions) if rep.get(p)}
         for p, probs in f["replica_divergence"].items():
             self.violations.append(f"replicas of p{p} disagree: {probs[:3]}")
+        f["out_of_sync"] = self.isr_check()
+        if f["out_of_sync"]:
+            self.violations.append(f"{len(f['out_of_sync'])} partitions without a full ISR 30 s "
+                                   f"after settling, e.g. {f['out_of_sync'][:5]}")
         # failover: kill -> first ack on each partition the killed node led
         fo = []
         acks_by_p = collections.defaultdict(list)
@@ -762,7 +792,8 @@ class Harness:
         print(f"committed offsets: {f['commit_readings']} readings, {len(f['commit_regressions'])} "
               f"backward moves; final {f['committed_final']}", file=out)
         print(f"replicas: batches below HW per partition {f['replica_batches']}; divergent: "
-              f"{f['replica_divergence'] or 'none'}", file=out)
+              f"{f['replica_divergence'] or 'none'}; partitions of all topics without a full "
+              f"ISR: {len(f.get('out_of_sync') or [])}", file=out)
         if f["producer_crashes"]:
             print(f"note: producer processes died (client-side, replaced by new producer ids): "
                   f"return codes {f['producer_crashes']}", file=out)

@@ -1464,6 +1464,17 @@ impl Log {
             });
         }
         if offset >= log_end {
+            // No batch to remove, but the epoch cache may still end with an epoch that
+            // starts at the log end and holds no batch: this broker led that epoch and was
+            // deposed before appending in it. Such an entry must go (as in Kafka's
+            // `UnifiedLog.truncateTo`): while it stays, the follower keeps sending it as its
+            // last fetched epoch, the new leader (which never had it) keeps answering with
+            // a diverging epoch that truncates to here, and the follower never fetches again.
+            w.epochs.truncate_from_end(log_end, true);
+            if w.epochs.dirty {
+                self.write_file_atomic(EPOCH_CHECKPOINT_FILE, &w.epochs.serialize())?;
+                w.epochs.dirty = false;
+            }
             return Ok(());
         }
         if offset < log_start {

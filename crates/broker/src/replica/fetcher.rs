@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -51,6 +51,11 @@ pub fn sync(broker: &Arc<Broker>) {
 /// A partition in one fetch round: the leader epoch it follows at and the offset fetched.
 type Entry = (Arc<Partition>, i32, i64);
 
+/// Partitions whose last answer was an error, left out of the fetch until the instant given
+/// (Kafka's `delayPartitions` by `replica.fetch.backoff.ms`), keyed by topic id, index and
+/// the leader epoch followed, so a new epoch is fetched at once.
+type Delayed = HashMap<(Uuid, i32, i32), Instant>;
+
 /// The partitions this broker follows from `leader`, with the leader epoch each follows at
 /// and its log end (the offset to fetch from).
 fn following(broker: &Broker, leader: i32) -> Vec<Entry> {
@@ -79,19 +84,35 @@ async fn run(broker: Arc<Broker>, leader: i32) {
     );
     let wait_ms = settings.replica_fetch_wait_max_ms().max(0);
     let mut conn: Option<Connection> = None;
+    let mut delayed: Delayed = HashMap::new();
     tracing::info!(leader, "replica fetcher started");
     loop {
         if broker.replication.is_stopping() {
             break;
         }
-        let parts = following(&broker, leader);
-        if parts.is_empty() {
+        let all = following(&broker, leader);
+        if all.is_empty() {
             let mut running = broker.replication.lock_running();
             if following(&broker, leader).is_empty() {
                 running.remove(&leader);
                 tracing::info!(leader, "replica fetcher stopped: no partition follows it");
                 return;
             }
+            continue;
+        }
+        // A partition the leader just refused (not leader yet, unknown topic id while it
+        // applies metadata, fenced epoch...) waits out the backoff; without this, one
+        // failing partition next to healthy ones was re-fetched in a tight loop (the
+        // leader answers errors at once), 100k+ requests a second.
+        let now = Instant::now();
+        delayed.retain(|_, until| *until > now);
+        let parts: Vec<Entry> = all
+            .into_iter()
+            .filter(|(p, e, _)| !delayed.contains_key(&(p.topic_id, p.index, *e)))
+            .collect();
+        if parts.is_empty() {
+            let next = delayed.values().min().copied().unwrap_or(now + backoff);
+            tokio::time::sleep_until(next.into()).await;
             continue;
         }
         if conn.is_none() {
@@ -139,7 +160,12 @@ async fn run(broker: Arc<Broker>, leader: i32) {
         let b = broker.clone();
         let applied = tokio::task::spawn_blocking(move || apply(&b, leader, &parts, resp)).await;
         match applied {
-            Ok(Outcome::Progress) => {}
+            Ok(Outcome::Progress(failed)) => {
+                let until = Instant::now() + backoff;
+                for key in failed {
+                    delayed.insert(key, until);
+                }
+            }
             Ok(Outcome::AllFailed) => tokio::time::sleep(backoff).await,
             Err(e) => {
                 tracing::error!(leader, "applying a replica fetch failed: {e}");
@@ -186,8 +212,9 @@ fn build_request(broker: &Broker, parts: &[Entry], wait_ms: i32) -> FetchRequest
 }
 
 enum Outcome {
-    /// At least one partition answered without an error.
-    Progress,
+    /// At least one partition answered without an error; those listed failed (topic id,
+    /// index, leader epoch followed) and back off.
+    Progress(Vec<(Uuid, i32, i32)>),
     /// Every partition failed (not leader, fenced epoch, ...): back off.
     AllFailed,
 }
@@ -207,6 +234,7 @@ fn apply(broker: &Broker, leader: i32, parts: &[Entry], resp: FetchResponse) -> 
         .map(|e| ((e.0.topic.as_str(), e.0.index), e))
         .collect();
     let mut progress = false;
+    let mut failed = Vec::new();
     for t in resp.responses {
         for pd in t.partitions {
             let found = if t.topic_id.is_nil() {
@@ -223,17 +251,20 @@ fn apply(broker: &Broker, leader: i32, parts: &[Entry], resp: FetchResponse) -> 
             }
             match apply_partition(broker, leader, p, *epoch, pd) {
                 Ok(()) => progress = true,
-                Err(reason) => tracing::debug!(
-                    topic = %p.topic,
-                    partition = p.index,
-                    leader,
-                    "replica fetch: {reason}"
-                ),
+                Err(reason) => {
+                    failed.push((p.topic_id, p.index, *epoch));
+                    tracing::debug!(
+                        topic = %p.topic,
+                        partition = p.index,
+                        leader,
+                        "replica fetch: {reason}"
+                    )
+                }
             }
         }
     }
     if progress {
-        Outcome::Progress
+        Outcome::Progress(failed)
     } else {
         Outcome::AllFailed
     }

@@ -243,6 +243,36 @@ mod tests {
     }
 
     #[test]
+    fn truncate_at_the_log_end_drops_an_epoch_without_batches() {
+        // A deposed leader: epoch 1 holds batches, epoch 3 was assigned at the log end on
+        // election and nothing was appended in it before the next leader took over.
+        let b = Arc::new(MemoryBackend::new());
+        let f = open(&b, "/f");
+        f.append(BytesMut::from(&simple(2, 1, 10)[..]), 1).unwrap();
+        f.assign_epoch(3).unwrap();
+        assert_eq!(f.latest_epoch(), Some(3));
+        // The new leader answers the fetch (last fetched epoch 3) with diverging epoch
+        // (1, 2): the truncation offset is the log end, which removes no batch but must
+        // remove epoch 3, or the next fetch diverges the same way again, forever.
+        f.truncate_to(2).unwrap();
+        assert_eq!(f.log_end_offset(), 2);
+        assert_eq!(f.latest_epoch(), Some(1));
+        f.close().unwrap();
+        let f = open(&b, "/f");
+        assert_eq!(f.latest_epoch(), Some(1), "persisted");
+        // An empty log (an idle partition the follower once led) loses it too.
+        let e = open(&b, "/e");
+        e.assign_epoch(2).unwrap();
+        e.truncate_to(0).unwrap();
+        assert_eq!(e.latest_epoch(), None);
+        // Epochs whose batches stay are kept.
+        let k = open(&b, "/k");
+        k.append(BytesMut::from(&simple(2, 1, 10)[..]), 4).unwrap();
+        k.truncate_to(5).unwrap();
+        assert_eq!(k.latest_epoch(), Some(4));
+    }
+
+    #[test]
     fn reset_to_restarts_the_log_at_the_leaders_start() {
         let b = Arc::new(MemoryBackend::new());
         let f = open(&b, "/f");
