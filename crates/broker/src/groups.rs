@@ -412,10 +412,19 @@ impl Groups {
         (top, errs)
     }
 
-    /// OffsetCommit: one error per offset, after the commit is in the log.
+    /// OffsetCommit: one error per offset, after the commit is in the log and replicated.
+    /// The offsets become visible to OffsetFetch only then (Kafka's pending commits).
     pub async fn commit(&self, req: CommitRequest) -> Vec<i16> {
-        let (errors, steps) = self.apply_and_wake(None, |c, now| c.commit_offsets(now, req));
-        if Self::execute(steps).await {
+        let group = req.group_id.clone();
+        let ((errors, id), steps) = self.apply_and_wake(None, |c, now| {
+            let (e, id, a) = c.stage_commit(now, req);
+            ((e, id), a)
+        });
+        let ok = Self::execute(steps).await;
+        if let Some(id) = id {
+            self.lock().coord.complete_commit(&group, id, ok);
+        }
+        if ok {
             errors
         } else {
             errors

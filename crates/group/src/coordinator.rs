@@ -436,6 +436,11 @@ struct Group {
     new_member_added: bool,
     sync_deadline: Option<Millis>,
     offsets: BTreeMap<(String, i32), OffsetCommitValue>,
+    /// Offset commits written to the log but not yet known to be replicated, by commit id
+    /// (see `coordinator/commits.rs`); OffsetFetch does not see them.
+    pending_commits: BTreeMap<u64, Vec<((String, i32), OffsetCommitValue)>>,
+    /// The commit id each visible offset came from (0: replayed from the log).
+    offset_ids: HashMap<(String, i32), u64>,
     next_seq: u64,
 }
 
@@ -458,6 +463,8 @@ impl Group {
             new_member_added: false,
             sync_deadline: None,
             offsets: BTreeMap::new(),
+            pending_commits: BTreeMap::new(),
+            offset_ids: HashMap::new(),
             next_seq: 0,
         }
     }
@@ -928,6 +935,7 @@ pub struct Coordinator {
     loading: BTreeSet<i32>,
     rng: u64,
     next_sweep: Option<Millis>,
+    next_commit_id: u64,
 }
 
 impl Coordinator {
@@ -940,6 +948,7 @@ impl Coordinator {
             loading: BTreeSet::new(),
             rng,
             next_sweep: None,
+            next_commit_id: 1,
         }
     }
 
@@ -1302,9 +1311,13 @@ impl Coordinator {
 
     /// Handles an OffsetCommit: one error per offset (in request order) and the actions
     /// (the records to persist before answering).
-    pub fn commit_offsets(&mut self, now: Millis, req: CommitRequest) -> (Vec<i16>, Vec<Action>) {
+    pub fn stage_commit(
+        &mut self,
+        now: Millis,
+        req: CommitRequest,
+    ) -> (Vec<i16>, Option<u64>, Vec<Action>) {
         let n = req.offsets.len();
-        let all = |code: i16| (vec![code; n], Vec::new());
+        let all = |code: i16| (vec![code; n], None, Vec::new());
         if req.group_id.is_empty() {
             return all(INVALID_GROUP_ID);
         }
@@ -1322,6 +1335,7 @@ impl Coordinator {
                 .insert(req.group_id.clone(), Group::new(&req.group_id, p, now));
         }
         let max_meta = self.cfg.offset_metadata_max_bytes;
+        let commit_id = self.next_commit_id;
         let Some(g) = self.groups.get_mut(&req.group_id) else {
             return all(COORDINATOR_NOT_AVAILABLE);
         };
@@ -1351,6 +1365,7 @@ impl Coordinator {
         }
         let mut errors = Vec::with_capacity(n);
         let mut records = Vec::with_capacity(n);
+        let mut staged = Vec::with_capacity(n);
         for o in req.offsets {
             let meta = o.metadata.unwrap_or_default();
             if meta.len() > max_meta {
@@ -1364,8 +1379,7 @@ impl Coordinator {
                 commit_timestamp: now,
                 expire_timestamp: -1,
             };
-            g.offsets
-                .insert((o.topic.clone(), o.partition), value.clone());
+            staged.push(((o.topic.clone(), o.partition), value.clone()));
             records.push(OffsetsRecord::Offset {
                 group: g.id.clone(),
                 topic: o.topic,
@@ -1375,13 +1389,16 @@ impl Coordinator {
             errors.push(NONE);
         }
         let mut out = Vec::new();
-        if !records.is_empty() {
-            out.push(Action::Persist {
-                partition: g.partition,
-                records,
-            });
+        if records.is_empty() {
+            return (errors, None, out);
         }
-        (errors, out)
+        g.pending_commits.insert(commit_id, staged);
+        out.push(Action::Persist {
+            partition: g.partition,
+            records,
+        });
+        self.next_commit_id += 1;
+        (errors, Some(commit_id), out)
     }
 
     /// Handles an OffsetFetch for one group: `topics: None` means every committed offset.
@@ -2059,5 +2076,6 @@ fn join_known(
     }
 }
 
+mod commits;
 #[cfg(test)]
 mod tests;

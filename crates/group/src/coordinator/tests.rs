@@ -876,3 +876,62 @@ fn unload_drops_the_partitions_groups_and_answers_parked_joins_not_coordinator()
         "the group is gone from memory"
     );
 }
+
+/// The offset OffsetFetch shows for `g` / `t`-0, if any.
+fn visible(h: &H) -> Option<i64> {
+    h.c.fetch_offsets("g", Some(&[("t".to_string(), vec![0])]))
+        .unwrap()
+        .first()
+        .and_then(|(_, ps)| ps.first())
+        .map(|p| p.offset)
+        .filter(|o| *o >= 0)
+}
+
+#[test]
+fn staged_commits_are_invisible_until_their_write_completes() {
+    let mut h = H::new(0);
+    let (e, id, acts) = h.c.stage_commit(T0, commit("", -1, "t", 0, 5));
+    assert_eq!((e, acts.len()), (vec![NONE], 1));
+    let id = id.expect("a staged commit has an id");
+    assert_eq!(visible(&h), None, "not visible before its write completes");
+    assert_eq!(h.c.pending_commit_count("g"), 1);
+    h.c.complete_commit("g", id, true);
+    assert_eq!(visible(&h), Some(5));
+    assert_eq!(h.c.pending_commit_count("g"), 0);
+    // A failed write is dropped; the previous offset stays.
+    let (_, id2, _) = h.c.stage_commit(T0, commit("", -1, "t", 0, 9));
+    h.c.complete_commit("g", id2.unwrap(), false);
+    assert_eq!(visible(&h), Some(5));
+    assert_eq!(h.c.pending_commit_count("g"), 0);
+    // Refused commits stage nothing.
+    let (e, id3, acts) = h.c.stage_commit(T0, commit("x", 1, "t", 0, 7));
+    assert_eq!((e, id3, acts.len()), (vec![UNKNOWN_MEMBER_ID], None, 0));
+}
+
+#[test]
+fn a_later_commit_is_never_overwritten_by_an_earlier_one_completing_late() {
+    let mut h = H::new(0);
+    // A retry of an old commit queued before a newer one, completing in the other order, and
+    // one queued after it: the log order decides, as replay of the log would.
+    let (_, old, _) = h.c.stage_commit(T0, commit("", -1, "t", 0, 100));
+    let (_, new, _) = h.c.stage_commit(T0, commit("", -1, "t", 0, 200));
+    h.c.complete_commit("g", new.unwrap(), true);
+    assert_eq!(visible(&h), Some(200));
+    h.c.complete_commit("g", old.unwrap(), true);
+    assert_eq!(
+        visible(&h),
+        Some(200),
+        "an earlier commit completing late does not win"
+    );
+    let (_, later, _) = h.c.stage_commit(T0, commit("", -1, "t", 0, 150));
+    h.c.complete_commit("g", later.unwrap(), true);
+    assert_eq!(
+        visible(&h),
+        Some(150),
+        "a later commit wins, whatever its offset"
+    );
+    // Unknown ids and groups are ignored.
+    h.c.complete_commit("g", 999, true);
+    h.c.complete_commit("nope", 1, true);
+    assert_eq!(visible(&h), Some(150));
+}
