@@ -89,6 +89,9 @@ pub struct Partition {
     lag_time_max_ms: AtomicI64,
     /// Leader only: where the current leader epoch starts in the log; -1 otherwise.
     epoch_start: AtomicI64,
+    /// Leader only: each follower's log start offset, from its fetches (the low watermark).
+    follower_log_starts: Mutex<HashMap<i32, i64>>,
+    low_watermark_changed: Notify,
     config: RwLock<Arc<TopicConfig>>,
 }
 
@@ -184,6 +187,8 @@ impl Partition {
             replicas: RwLock::new(replicas.clone()),
             lag_time_max_ms: AtomicI64::new(lag_time_max_ms),
             epoch_start: AtomicI64::new(-1),
+            follower_log_starts: Mutex::new(HashMap::new()),
+            low_watermark_changed: Notify::new(),
             config: RwLock::new(config),
         };
         if let Err(e) = p.set_role(role, leader_epoch, local_id, &replicas) {
@@ -266,6 +271,11 @@ impl Partition {
             s.role = role;
             s.leader_epoch = leader_epoch;
         }
+        self.follower_log_starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.low_watermark_changed.notify_waiters();
         if role != Role::Leader {
             *leader = None;
             self.epoch_start.store(-1, Ordering::Release);
@@ -360,6 +370,68 @@ impl Partition {
             self.advance_high_watermark(hw);
         }
         change
+    }
+
+    /// A follower's fetch carried its log start offset (KIP-107's low watermark).
+    pub fn record_follower_log_start(&self, replica: i32, log_start: i64) {
+        let changed = self
+            .follower_log_starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(replica, log_start)
+            != Some(log_start);
+        if changed {
+            self.low_watermark_changed.notify_waiters();
+        }
+    }
+
+    /// The low watermark: the smallest log start offset over this leader and the followers
+    /// on `alive` brokers (a follower not heard from yet counts as -1).
+    pub fn low_watermark(&self, alive: &std::collections::BTreeSet<i32>, local_id: i32) -> i64 {
+        let starts = self
+            .follower_log_starts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        self.replica_set()
+            .replicas
+            .iter()
+            .filter(|r| **r != local_id && alive.contains(r))
+            .map(|r| starts.get(r).copied().unwrap_or(-1))
+            .fold(self.log.log_start_offset(), i64::min)
+    }
+
+    /// Waits until the low watermark reaches `target` (DeleteRecords on every live replica),
+    /// leadership changes, or `deadline`. True when reached.
+    pub async fn wait_low_watermark(
+        &self,
+        target: i64,
+        alive: &std::collections::BTreeSet<i32>,
+        local_id: i32,
+        deadline: tokio::time::Instant,
+    ) -> bool {
+        loop {
+            let changed = self.low_watermark_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if !self.is_leader() {
+                return false;
+            }
+            if self.low_watermark(alive, local_id) >= target {
+                return true;
+            }
+            tokio::select! {
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(deadline) => return false,
+            }
+        }
+    }
+
+    /// The replicas committed metadata lists.
+    pub fn replica_set(&self) -> ReplicaSet {
+        self.replicas
+            .read()
+            .map(|r| r.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     /// The periodic ISR check of a leader: an ISR shrink to propose, if any.

@@ -418,6 +418,9 @@ struct InitialDelay {
     remaining: i64,
 }
 
+/// The offsets of one staged commit, by topic and partition.
+type StagedCommit = Vec<((String, i32), OffsetCommitValue)>;
+
 #[derive(Debug, Clone)]
 struct Group {
     id: String,
@@ -438,7 +441,7 @@ struct Group {
     offsets: BTreeMap<(String, i32), OffsetCommitValue>,
     /// Offset commits written to the log but not yet known to be replicated, by commit id
     /// (see `coordinator/commits.rs`); OffsetFetch does not see them.
-    pending_commits: BTreeMap<u64, Vec<((String, i32), OffsetCommitValue)>>,
+    pending_commits: BTreeMap<u64, StagedCommit>,
     /// The commit id each visible offset came from (0: replayed from the log).
     offset_ids: HashMap<(String, i32), u64>,
     next_seq: u64,

@@ -1,4 +1,6 @@
-//! DeleteRecords (KIP-107): move a partition's log start offset forward.
+//! DeleteRecords (KIP-107): move a partition's log start offset forward, on the leader and
+//! then (through their fetches) on every live follower; the answer waits for the low
+//! watermark, the smallest log start over the live replicas, as Kafka's does.
 
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
@@ -10,7 +12,17 @@ use crate::codes;
 use crate::partition::TopicRef;
 use crate::state::Broker;
 
-pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub async fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsResponse {
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(u64::try_from(req.timeout_ms.max(0)).unwrap_or(0));
+    let md = broker.metadata();
+    let alive: std::collections::BTreeSet<i32> = md
+        .brokers
+        .values()
+        .filter(|b| !b.fenced)
+        .map(|b| b.node_id)
+        .collect();
+    let node = broker.config.node_id;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.to_string();
@@ -32,7 +44,7 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                     } else {
                         p.offset
                     };
-                    let outcome = if target < 0 {
+                    let outcome = if target < 0 || target > h.high_watermark() {
                         Err(StorageError::OffsetOutOfRange {
                             requested: target,
                             log_start: h.log.log_start_offset(),
@@ -42,7 +54,15 @@ pub fn handle(broker: &Broker, req: DeleteRecordsRequest) -> DeleteRecordsRespon
                         tokio::task::block_in_place(|| h.log.delete_records_before(target))
                     };
                     match outcome {
-                        Ok(start) => r.low_watermark = start,
+                        Ok(start) => {
+                            if h.wait_low_watermark(start, &alive, node, deadline).await {
+                                r.low_watermark = h.low_watermark(&alive, node);
+                            } else if h.is_leader() {
+                                r.error_code = codes::REQUEST_TIMED_OUT;
+                            } else {
+                                r.error_code = codes::NOT_LEADER_OR_FOLLOWER;
+                            }
+                        }
                         Err(e) => {
                             if !matches!(e, StorageError::OffsetOutOfRange { .. }) {
                                 tracing::error!(topic = %name, partition = p.partition_index, "delete records failed: {e}");

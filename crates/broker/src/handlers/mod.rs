@@ -120,7 +120,7 @@ pub async fn handle(
             configs::incremental_alter_configs(broker, r).await,
         ),
         RequestKind::DeleteRecords(r) => {
-            ResponseKind::DeleteRecords(delete_records::handle(broker, r))
+            ResponseKind::DeleteRecords(delete_records::handle(broker, r).await)
         }
         RequestKind::InitProducerId(r) => {
             ResponseKind::InitProducerId(producer::init_producer_id(broker, r).await)

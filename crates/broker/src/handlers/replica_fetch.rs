@@ -141,6 +141,7 @@ fn read_once(
                     _ => {}
                 }
             }
+            p.record_follower_log_start(replica, fp.log_start_offset);
             if let Some(change) = p.on_follower_fetch(replica, broker_epoch, fp.fetch_offset) {
                 crate::replica::isr::propose(broker, p.clone(), change);
             }
