@@ -197,3 +197,29 @@ def test_c_too_few_in_sync_replicas_refuse_acks_all(rc):
         assert ok.send(topic, b"accepted").get(timeout=30).offset >= 1
     finally:
         ok.close()
+
+
+def test_d_delete_records_reaches_every_replica(rc):
+    """DeleteRecords answers with the low watermark once every live replica moved its log
+    start; after the leader is killed, the new leader starts there too."""
+    from confluent_kafka import Producer, TopicPartition
+
+    topic = f"t-del-{uuid.uuid4().hex[:8]}"
+    create(rc.bootstrap, topic, 1, 3, 2)
+    leader = wait_isr(rc.bootstrap, topic, 3)[0][0]
+    p = Producer({"bootstrap.servers": rc.bootstrap, "acks": "all"})
+    for i in range(100):
+        p.produce(topic, value=f"d{i}".encode())
+    assert p.flush(30) == 0
+    a = admin(rc.bootstrap)
+    res = a.delete_records([TopicPartition(topic, 0, 40)], request_timeout=30)
+    deleted = list(res.values())[0].result(timeout=30)
+    assert deleted.low_watermark == 40
+    rc.kill(leader)
+    wait_until(lambda: describe(rc.live_bootstrap, topic)[0][0] not in (-1, leader), WAIT_S,
+               "a new leader")
+    got = consume_all(rc.live_bootstrap, topic, 1, 60)
+    assert [o for _, o, _ in got][:1] == [40], "the new leader's log starts at the low watermark"
+    assert len(got) == 60
+    rc.restart(leader)
+    wait_isr(rc.bootstrap, topic, 3)
