@@ -30,6 +30,19 @@ ROUNDS = 20_000  # lighter "model" than the example's default, to keep the test 
 SESSION_MS = 6000
 
 
+def w1_committed(broker) -> bool:
+    """Whether worker w1 owns a partition of `requests` with a committed offset."""
+    p = broker.cli("groups", "describe", worker_mod.GROUP, "--output", "json",
+                   "--http-server", "off", check=False)
+    if p.returncode != 0:
+        return False
+    try:
+        rows = json.loads(p.stdout)["partitions"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return any(r.get("client_id") == "w1" and (r.get("current_offset") or 0) > 0 for r in rows)
+
+
 def spawn(script: str, *args: str, log: Path) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, str(EXAMPLE / script), *args],
                             stdout=open(log, "wb"), stderr=subprocess.STDOUT,
@@ -115,6 +128,11 @@ def test_workers_survive_a_sigkill(broker, tmp_path):
             # not commit are redelivered to the others after the rebalance.
             for _ in range(REQUESTS // 3):
                 assert done.acquire(timeout=60), "requests stopped being answered"
+            # The kill must hit a working member: wait (bounded) until w1 has committed a
+            # request of its own (on a loaded machine its first assignment can come late).
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not w1_committed(broker):
+                time.sleep(0.2)
             victim, _ = workers["w1"]
             victim.send_signal(signal.SIGKILL)
             victim.wait(10)
