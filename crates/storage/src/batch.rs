@@ -340,6 +340,19 @@ pub fn validate_stored(buf: &[u8]) -> Result<BatchHeader, BatchError> {
 
 /// Splits and validates several concatenated batches. A trailing partial batch is an error.
 pub fn split(buf: &[u8]) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError> {
+    split_with(buf, validate)
+}
+
+/// Like [`split`], validating each batch as a stored one ([`validate_stored`]: compaction may
+/// have thinned it), for batches read from another replica's log.
+pub fn split_stored(buf: &[u8]) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError> {
+    split_with(buf, validate_stored)
+}
+
+fn split_with(
+    buf: &[u8],
+    check: fn(&[u8]) -> Result<BatchHeader, BatchError>,
+) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError> {
     let mut out = Vec::new();
     let mut pos = 0usize;
     while pos < buf.len() {
@@ -354,7 +367,7 @@ pub fn split(buf: &[u8]) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError>
         }
         let end = pos.checked_add(total).ok_or(BatchError::Truncated)?;
         let one = buf.get(pos..end).ok_or(BatchError::Truncated)?;
-        let h = validate(one)?;
+        let h = check(one)?;
         out.push((h, pos..end));
         pos = end;
     }

@@ -3,31 +3,15 @@
 //! log start when the follower has fallen below it.
 
 use super::{Log, Result, EPOCH_CHECKPOINT_FILE};
-use crate::batch::{self, BatchError, BatchHeader, HEADER_LEN};
+use crate::batch::{self, BatchError, BatchHeader};
 use crate::{AppendInfo, StorageError};
 
-/// Splits batches read from a leader's log, validating each as a stored batch (compaction may
-/// have thinned it). A trailing partial batch (a leader's read may end mid-batch only when
-/// the fetch limit cut it; we never send that, but be strict) is an error.
+/// Batches read from a leader's log with their positions in the buffer.
 fn split_stored(buf: &[u8]) -> std::result::Result<Vec<(BatchHeader, u64)>, BatchError> {
-    let mut out = Vec::new();
-    let mut pos = 0usize;
-    while pos < buf.len() {
-        let rest = &buf[pos..];
-        let total = batch::peek_total_len(rest).ok_or(BatchError::Truncated)?;
-        if total < HEADER_LEN {
-            BatchHeader::parse(rest)?;
-            return Err(BatchError::Invalid(format!(
-                "batch length {total} too small"
-            )));
-        }
-        let end = pos.checked_add(total).ok_or(BatchError::Truncated)?;
-        let one = buf.get(pos..end).ok_or(BatchError::Truncated)?;
-        let h = batch::validate_stored(one)?;
-        out.push((h, pos as u64));
-        pos = end;
-    }
-    Ok(out)
+    Ok(batch::split_stored(buf)?
+        .into_iter()
+        .map(|(h, r)| (h, r.start as u64))
+        .collect())
 }
 
 impl Log {
