@@ -23,7 +23,7 @@ use crate::state::Broker;
 const MAX_WAIT_CAP: Duration = Duration::from_secs(60);
 
 /// Each requested partition, per topic, resolved through the leader lookup.
-type Resolved = Vec<Vec<Result<Arc<Partition>, i16>>>;
+pub(super) type Resolved = Vec<Vec<Result<Arc<Partition>, i16>>>;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -107,7 +107,7 @@ pub(super) async fn any_ready(waits: &mut [Pin<Box<Notified<'_>>>]) {
 }
 
 /// Looks up every requested partition (by topic id from v13, by name before).
-fn resolve(broker: &Broker, req: &FetchRequest, version: i16) -> Resolved {
+pub(super) fn resolve(broker: &Broker, req: &FetchRequest, version: i16) -> Resolved {
     req.topics
         .iter()
         .map(|topic| {

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use super::sb;
 use crate::codes;
-use crate::partition::{Partition, TopicRef};
+
 use crate::state::Broker;
 
 /// Longest a follower's fetch may park.
@@ -38,23 +38,7 @@ pub async fn handle(
     let wait = Duration::from_millis(req.max_wait_ms.max(0) as u64).min(MAX_WAIT_CAP);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        let resolved: Vec<Vec<Result<Arc<Partition>, i16>>> = req
-            .topics
-            .iter()
-            .map(|t| {
-                t.partitions
-                    .iter()
-                    .map(|p| {
-                        let tref = if version >= 13 {
-                            TopicRef::Id(t.topic_id)
-                        } else {
-                            TopicRef::Name(&t.topic)
-                        };
-                        broker.leader_partition(tref, p.partition)
-                    })
-                    .collect()
-            })
-            .collect();
+        let resolved = super::fetch::resolve(broker, &req, version);
         let mut waits: Vec<Pin<Box<Notified<'_>>>> = Vec::new();
         for p in resolved.iter().flatten().flatten() {
             waits.push(Box::pin(p.appended()));
@@ -85,7 +69,7 @@ fn read_once(
     broker: &Arc<Broker>,
     req: &FetchRequest,
     version: i16,
-    resolved: &[Vec<Result<Arc<Partition>, i16>>],
+    resolved: &super::fetch::Resolved,
     replica: i32,
     broker_epoch: i64,
 ) -> (Vec<FetchableTopicResponse>, i64, bool) {
