@@ -2,28 +2,21 @@
 //! in-memory log: it must refuse or append without panicking, and what it accepts must read
 //! back byte for byte.
 //!
-//! Byte 0 selects a mode as in `record_batch`: odd = the first batch's `batchLength` may be
-//! fixed (bit 1) and every CRC is recomputed, so the stored-batch checks see fuzzed headers.
+//! The input becomes batch bytes through `sluice_fuzz::batches_from` (as in `record_batch`),
+//! so the stored-batch checks behind the CRC see fuzzed headers.
 #![no_main]
 
 use std::path::Path;
 use std::sync::Arc;
 
 use libfuzzer_sys::fuzz_target;
-use sluice_fuzz::{fix_crcs, fix_length};
+use sluice_fuzz::batches_from;
 use sluice_storage::{Log, LogConfig, MemoryBackend};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
+    let Some(buf) = batches_from(data) else {
         return;
     };
-    let mut buf = rest.to_vec();
-    if mode & 1 == 1 {
-        if mode & 2 == 2 {
-            fix_length(&mut buf);
-        }
-        fix_crcs(&mut buf);
-    }
     let backend = Arc::new(MemoryBackend::new());
     let Ok(log) = Log::open(backend, Path::new("/f"), LogConfig::default()) else {
         return;

@@ -6,18 +6,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_fuzz::{check_batches, fix_crcs, fix_length};
+use sluice_fuzz::{batches_from, check_batches};
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else {
-        return;
-    };
-    let mut buf = rest.to_vec();
-    if mode & 1 == 1 {
-        if mode & 2 == 2 {
-            fix_length(&mut buf);
-        }
-        fix_crcs(&mut buf);
+    if let Some(buf) = batches_from(data) {
+        check_batches(&buf);
     }
-    check_batches(&buf);
 });

@@ -25,6 +25,21 @@ pub fn fix_crcs(buf: &mut [u8]) {
     }
 }
 
+/// The batch bytes a target tests, from fuzzer input. Byte 0 selects a mode: even = the rest
+/// as is; odd = the first batch's `batchLength` is set to cover the buffer (bit 1) and every
+/// batch's CRC is recomputed, so checks behind the CRC see fuzzed input. `None` when empty.
+pub fn batches_from(data: &[u8]) -> Option<Vec<u8>> {
+    let (&mode, rest) = data.split_first()?;
+    let mut buf = rest.to_vec();
+    if mode & 1 == 1 {
+        if mode & 2 == 2 {
+            fix_length(&mut buf);
+        }
+        fix_crcs(&mut buf);
+    }
+    Some(buf)
+}
+
 /// Sets the `batchLength` field of the batch at the start of `buf` to cover all of `buf`
 /// (if `buf` is long enough to hold a header).
 pub fn fix_length(buf: &mut [u8]) {
