@@ -23,6 +23,7 @@ import os
 import pytest
 
 from cluster import ClusterError, make_cluster, wait_until
+from topics import admin
 
 pytestmark = pytest.mark.cluster
 
@@ -66,12 +67,6 @@ def cluster():
         yield c
     finally:
         c.close()
-
-
-def admin(bootstrap: str):
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({"bootstrap.servers": bootstrap})
 
 
 def elect(bootstrap: str, kind: str, partitions) -> dict[tuple[str, int], str | None]:

@@ -45,6 +45,7 @@ import pytest
 
 from cluster import ClusterError, KafkaCluster, _free_ports, make_cluster, wait_until
 from conftest import cluster_target
+from topics import admin, create, describe, wait_isr
 
 pytestmark = pytest.mark.cluster
 
@@ -87,9 +88,9 @@ def fc():
     configs = {"replica.lag.time.max.ms": str(LAG_MS)}
     try:
         if cluster_target() == "kafka":
-            # make_cluster() drops broker_configs for Kafka; KafkaCluster takes them. Ports below
-            # the ephemeral range (kafka-reference's own picks collide with client sockets on a
-            # busy machine); one retry for a port taken between the check and the bind.
+            # KafkaCluster directly, for its ports: below the ephemeral range (kafka-reference's
+            # own picks collide with client sockets on a busy machine); one retry for a port
+            # taken between the check and the bind.
             try:
                 c = KafkaCluster(3, broker_configs=configs, ports=kafka_ports())
             except ClusterError:
@@ -106,42 +107,6 @@ def fc():
 
 
 # -- cluster helpers ---------------------------------------------------------------------------
-
-def admin(bootstrap: str):
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({"bootstrap.servers": bootstrap})
-
-
-def create(bootstrap: str, name: str) -> None:
-    from confluent_kafka.admin import NewTopic
-
-    a = admin(bootstrap)  # keep the handle alive until the future resolves
-    fut = a.create_topics(
-        [NewTopic(name, num_partitions=PARTITIONS, replication_factor=3,
-                  config={"min.insync.replicas": "2"})],
-        operation_timeout=15, request_timeout=20)[name]
-    fut.result(timeout=30)
-
-
-def describe(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
-    """{partition: (leader, replicas, isr)} from Metadata."""
-    md = admin(bootstrap).list_topics(topic=topic, timeout=10)
-    t = md.topics[topic]
-    if t.error is not None:
-        raise AssertionError(f"metadata of {topic}: {t.error}")
-    return {p.id: (p.leader, list(p.replicas), sorted(p.isrs)) for p in t.partitions.values()}
-
-
-def wait_isr(bootstrap: str, topic: str, size: int, timeout: float = WAIT_S) -> dict:
-    def ok():
-        d = describe(bootstrap, topic)
-        return d if len(d) == PARTITIONS and all(len(isr) == size and leader >= 0
-                                                 for leader, _, isr in d.values()) else None
-
-    return wait_until(ok, timeout, f"every partition of {topic} with {size} in-sync replicas",
-                      interval=0.5)
-
 
 def group_coordinator(bootstrap: str, group: str) -> int | None:
     try:
@@ -493,8 +458,8 @@ def failover(cl, start, name: str) -> None:
     t0 = time.monotonic()
     tag = uuid.uuid4().hex[:8]
     topic, group = f"t-fo-{name}-{tag}", f"g-fo-{name}-{tag}"
-    create(cl.bootstrap, topic)
-    wait_isr(cl.bootstrap, topic, 3)
+    create(cl.bootstrap, topic, PARTITIONS, 3, 2)
+    wait_isr(cl.bootstrap, topic, 3, WAIT_S, PARTITIONS)
     run = start(cl.bootstrap, topic, group)
     victim = None
     try:
@@ -565,7 +530,7 @@ def failover(cl, start, name: str) -> None:
         new_leader = describe(cl.live_bootstrap, topic)[vp][0]
         t_restart = time.monotonic()
         cl.restart(victim)
-        wait_isr(cl.bootstrap, topic, 3)
+        wait_isr(cl.bootstrap, topic, 3, WAIT_S, PARTITIONS)
         isr_s = time.monotonic() - t_restart
         victim_back = victim
         victim = None

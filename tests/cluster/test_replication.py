@@ -18,6 +18,7 @@ import pytest
 
 from cluster import ClusterError, make_cluster, wait_until
 from conftest import cluster_target
+from topics import admin, create, describe, wait_isr
 
 pytestmark = pytest.mark.cluster
 
@@ -37,40 +38,6 @@ def rc():
         yield c
     finally:
         c.close()
-
-
-def admin(bootstrap: str):
-    from confluent_kafka.admin import AdminClient
-
-    return AdminClient({"bootstrap.servers": bootstrap})
-
-
-def create(bootstrap: str, name: str, partitions: int, rf: int, min_isr: int) -> None:
-    from confluent_kafka.admin import NewTopic
-
-    a = admin(bootstrap)
-    fut = a.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=rf,
-                                    config={"min.insync.replicas": str(min_isr)})],
-                          operation_timeout=15, request_timeout=20)[name]
-    fut.result(timeout=30)
-
-
-def describe(bootstrap: str, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
-    """{partition: (leader, replicas, isr)} from Metadata."""
-    md = admin(bootstrap).list_topics(topic=topic, timeout=10)
-    t = md.topics[topic]
-    if t.error is not None:
-        raise AssertionError(f"metadata of {topic}: {t.error}")
-    return {p.id: (p.leader, list(p.replicas), sorted(p.isrs)) for p in t.partitions.values()}
-
-
-def wait_isr(bootstrap: str, topic: str, size: int, timeout: float = WAIT_S) -> dict:
-    def ok():
-        d = describe(bootstrap, topic)
-        return d if d and all(len(isr) == size and leader >= 0 for leader, _, isr in d.values()) else None
-
-    return wait_until(ok, timeout, f"every partition of {topic} with {size} in-sync replicas",
-                      interval=0.5)
 
 
 def consume_all(bootstrap: str, topic: str, partitions: int, expected: int) -> list[tuple]:
