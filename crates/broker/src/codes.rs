@@ -57,6 +57,7 @@ pub const PREFERRED_LEADER_NOT_AVAILABLE: i16 = 80;
 pub const FENCED_INSTANCE_ID: i16 = 82;
 pub const ELIGIBLE_LEADERS_NOT_AVAILABLE: i16 = 83;
 pub const ELECTION_NOT_NEEDED: i16 = 84;
+pub const NO_REASSIGNMENT_IN_PROGRESS: i16 = 85;
 pub const GROUP_SUBSCRIBED_TO_TOPIC: i16 = 86;
 pub const INVALID_RECORD: i16 = 87;
 pub const UNKNOWN_TOPIC_ID: i16 = 100;
@@ -119,6 +120,7 @@ pub fn name(code: i16) -> &'static str {
         FENCED_INSTANCE_ID => "FENCED_INSTANCE_ID",
         ELIGIBLE_LEADERS_NOT_AVAILABLE => "ELIGIBLE_LEADERS_NOT_AVAILABLE",
         ELECTION_NOT_NEEDED => "ELECTION_NOT_NEEDED",
+        NO_REASSIGNMENT_IN_PROGRESS => "NO_REASSIGNMENT_IN_PROGRESS",
         GROUP_SUBSCRIBED_TO_TOPIC => "GROUP_SUBSCRIBED_TO_TOPIC",
         INVALID_RECORD => "INVALID_RECORD",
         UNKNOWN_TOPIC_ID => "UNKNOWN_TOPIC_ID",
@@ -178,6 +180,8 @@ pub fn controller_error(e: &ControllerError) -> i16 {
         ControllerError::PreferredLeaderNotAvailable(_) => PREFERRED_LEADER_NOT_AVAILABLE,
         ControllerError::EligibleLeadersNotAvailable(_) => ELIGIBLE_LEADERS_NOT_AVAILABLE,
         ControllerError::ElectionNotNeeded(_) => ELECTION_NOT_NEEDED,
+        ControllerError::InvalidReplicaAssignment(_) => INVALID_REPLICA_ASSIGNMENT,
+        ControllerError::NoReassignmentInProgress(_) => NO_REASSIGNMENT_IN_PROGRESS,
         ControllerError::UnknownServer(_) => UNKNOWN_SERVER_ERROR,
     }
 }

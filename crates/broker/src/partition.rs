@@ -801,6 +801,8 @@ pub(crate) mod tests {
                     replicas: replicas.to_vec(),
                     isr: replicas.to_vec(),
                     partition_epoch: 0,
+                    adding_replicas: Vec::new(),
+                    removing_replicas: Vec::new(),
                 })
                 .collect();
             md.apply(&MetadataCommand::CreateTopic {

@@ -578,6 +578,8 @@ mod tests {
                 replicas: vec![ME],
                 isr: vec![ME],
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             });
         assert_eq!(
             plan(&prev, &next, ME),

@@ -101,9 +101,9 @@ pub enum ConfigSource {
     Unknown = 0,
     /// Per-topic override.
     TopicConfig = 1,
-    /// Dynamic per-broker config (not produced by Sluice).
+    /// Dynamic per-broker config.
     DynamicBrokerConfig = 2,
-    /// Dynamic cluster-wide default broker config (not produced by Sluice).
+    /// Dynamic cluster-wide default broker config.
     DynamicDefaultBrokerConfig = 3,
     /// Broker setting given at startup (`--set`, TOML).
     StaticBrokerConfig = 4,
@@ -218,11 +218,11 @@ static TOPIC_CONFIGS: &[ConfigDef] = &[
     def("flush.ms", T::Long, Some(LONG_MAX_STR), &["log.flush.interval.ms", "log.flush.scheduler.interval.ms"], V::AtLeast(0),
         "Force an fsync when unflushed data is older than this many milliseconds (the maximum means never)."),
     def("follower.replication.throttled.replicas", T::List, Some(""), &[], V::ThrottledReplicas,
-        "Follower replicas to throttle, as partition:broker pairs or '*'. Accepted but not acted on by Sluice."),
+        "Follower replicas whose fetching is throttled by follower.replication.throttled.rate while out of sync, as partition:broker pairs or '*'."),
     def("index.interval.bytes", T::Int, Some("4096"), &["log.index.interval.bytes"], V::AtLeast(0),
         "Approximate number of log bytes between two offset-index entries."),
     def("leader.replication.throttled.replicas", T::List, Some(""), &[], V::ThrottledReplicas,
-        "Leader replicas to throttle, as partition:broker pairs or '*'. Accepted but not acted on by Sluice."),
+        "Leader replicas whose sending to out-of-sync followers is throttled by leader.replication.throttled.rate, as partition:broker pairs or '*'."),
     def("local.retention.bytes", T::Long, Some("-2"), &["log.local.retention.bytes"], V::AtLeast(-2),
         "Tiered storage: local size limit (-2 = use retention.bytes). Not acted on by Sluice."),
     def("local.retention.ms", T::Long, Some("-2"), &["log.local.retention.ms"], V::AtLeast(-2),
@@ -284,12 +284,16 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
         "Replication factor of topics created without one."),
     def("delete.topic.enable", T::Boolean, Some("true"), &[], V::Any, "Whether topics may be deleted."),
     def("fetch.max.bytes", T::Int, Some("57671680"), &[], V::AtLeast(1024), "Upper bound on the bytes returned by one fetch."),
+    def("follower.replication.throttled.rate", T::Long, Some(LONG_MAX_STR), &[], V::AtLeast(0),
+        "Bytes per second a follower may fetch for the partitions in follower.replication.throttled.replicas while they are out of sync (dynamic)."),
     def("group.initial.rebalance.delay.ms", T::Int, Some("3000"), &[], V::Any,
         "How long the coordinator waits for more members before the first rebalance of an empty group."),
     def("group.max.session.timeout.ms", T::Int, Some("1800000"), &[], V::Any, "Largest session timeout a member may ask for."),
     def("group.min.session.timeout.ms", T::Int, Some("6000"), &[], V::Any, "Smallest session timeout a member may ask for."),
     def("leader.imbalance.check.interval.seconds", T::Long, Some("300"), &[], V::AtLeast(1), "How often the active controller checks leader imbalance."),
     def("leader.imbalance.per.broker.percentage", T::Int, Some("10"), &[], V::AtLeast(0), "Share of a broker's preferred partitions it may not lead before a rebalance."),
+    def("leader.replication.throttled.rate", T::Long, Some(LONG_MAX_STR), &[], V::AtLeast(0),
+        "Bytes per second a leader may send to out-of-sync followers of the partitions in leader.replication.throttled.replicas (dynamic)."),
     def("log.cleaner.backoff.ms", T::Long, Some("15000"), &[], V::AtLeast(0), "Pause of the cleaner when no log needs cleaning."),
     def("log.cleaner.delete.retention.ms", T::Long, Some("86400000"), &[], V::AtLeast(0), "Default for delete.retention.ms."),
     def("log.cleaner.enable", T::Boolean, Some("true"), &[], V::Any, "Whether the log cleaner (compaction) runs."),
@@ -335,6 +339,8 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
         "Replication factor of __consumer_offsets (capped to the available brokers by Sluice)."),
     def("producer.id.expiration.ms", T::Int, Some("86400000"), &[], V::AtLeast(1), "Idle producer ids expire after this long."),
     def("queued.max.requests", T::Int, Some("500"), &[], V::AtLeast(1), "Requests queued before network threads stop reading."),
+    def("replica.alter.log.dirs.io.max.bytes.per.second", T::Long, Some(LONG_MAX_STR), &[], V::AtLeast(0),
+        "Rate limit of moves between log directories (dynamic; Sluice has one log directory, so nothing is moved)."),
     def("replica.fetch.backoff.ms", T::Int, Some("1000"), &[], V::AtLeast(0), "Pause of a follower's fetcher after a failed fetch."),
     def("replica.fetch.max.bytes", T::Int, Some("1048576"), &[], V::AtLeast(0), "Bytes a follower asks for per partition in one fetch."),
     def("replica.fetch.response.max.bytes", T::Int, Some("10485760"), &[], V::AtLeast(0), "Bytes a follower asks for in one whole fetch."),
@@ -457,7 +463,7 @@ fn parse_typed(def: &ConfigDef, value: &str) -> Result<Parsed, ConfigError> {
     })
 }
 
-fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
+pub(crate) fn validate_value(def: &ConfigDef, value: &str) -> Result<(), ConfigError> {
     let parsed = parse_typed(def, value)?;
     let fail = |reason: String| Err(ConfigError::invalid(def.name, value, reason));
     match (def.validator, &parsed) {
@@ -947,37 +953,48 @@ pub fn resolve_topic_config(
 
 /// Broker configs for DescribeConfigs on a BROKER resource: explicit values are
 /// STATIC_BROKER_CONFIG, the rest DEFAULT_CONFIG; all are read-only (no dynamic broker configs).
-pub fn resolve_broker_configs(broker: &BrokerSettings) -> Vec<ResolvedConfig> {
+pub fn resolve_broker_configs(
+    broker: &BrokerSettings,
+    dynamic_node: Option<&BTreeMap<String, String>>,
+    dynamic_default: Option<&BTreeMap<String, String>>,
+) -> Vec<ResolvedConfig> {
     BROKER_CONFIGS
         .iter()
         .map(|def| {
             let sensitive = def.sensitive();
+            let shown = |v: &str| (!sensitive).then(|| v.to_string());
             let mut synonyms = Vec::new();
-            let explicit = broker.get(def.name);
-            if let Some(v) = explicit {
-                synonyms.push((
-                    def.name.to_string(),
-                    (!sensitive).then(|| v.to_string()),
-                    ConfigSource::StaticBrokerConfig,
-                ));
+            let layers = [
+                (
+                    dynamic_node
+                        .and_then(|m| m.get(def.name))
+                        .map(String::as_str),
+                    ConfigSource::DynamicBrokerConfig,
+                ),
+                (
+                    dynamic_default
+                        .and_then(|m| m.get(def.name))
+                        .map(String::as_str),
+                    ConfigSource::DynamicDefaultBrokerConfig,
+                ),
+                (broker.get(def.name), ConfigSource::StaticBrokerConfig),
+                (def.default, ConfigSource::DefaultConfig),
+            ];
+            for (v, source) in layers {
+                if let Some(v) = v {
+                    synonyms.push((def.name.to_string(), shown(v), source));
+                }
             }
-            if let Some(d) = def.default {
-                synonyms.push((
-                    def.name.to_string(),
-                    (!sensitive).then(|| d.to_string()),
-                    ConfigSource::DefaultConfig,
-                ));
-            }
-            let (value, source) = match explicit {
-                Some(v) => (Some(v.to_string()), ConfigSource::StaticBrokerConfig),
-                None => (def.default.map(str::to_string), ConfigSource::DefaultConfig),
-            };
+            let (value, source) = layers
+                .iter()
+                .find_map(|(v, s)| v.map(|v| (Some(v.to_string()), *s)))
+                .unwrap_or((None, ConfigSource::DefaultConfig));
             ResolvedConfig {
                 name: def.name.to_string(),
                 value: if sensitive { None } else { value },
                 source,
                 is_default: source == ConfigSource::DefaultConfig,
-                read_only: true,
+                read_only: !crate::metadata::DYNAMIC_BROKER_CONFIGS.contains(&def.name),
                 sensitive,
                 kind: def.kind,
                 doc: def.doc,
@@ -1385,7 +1402,7 @@ mod tests {
     #[test]
     fn resolve_broker() {
         let (broker, _) = BrokerSettings::from_map(&map(&[("num.partitions", "4")])).unwrap();
-        let r = resolve_broker_configs(&broker);
+        let r = resolve_broker_configs(&broker, None, None);
         let np = find(&r, "num.partitions");
         assert_eq!(np.value.as_deref(), Some("4"));
         assert_eq!(np.source, ConfigSource::StaticBrokerConfig);

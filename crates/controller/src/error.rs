@@ -76,6 +76,12 @@ pub enum ControllerError {
     /// REQUEST_TIMED_OUT (7): the metadata quorum did not answer in time (e.g. no majority).
     #[error("{0}")]
     RequestTimedOut(String),
+    /// INVALID_REPLICA_ASSIGNMENT (39): a reassignment names no, duplicate or unknown brokers.
+    #[error("{0}")]
+    InvalidReplicaAssignment(String),
+    /// NO_REASSIGNMENT_IN_PROGRESS (85): a cancellation for a partition not being reassigned.
+    #[error("{0}")]
+    NoReassignmentInProgress(String),
 }
 
 impl ControllerError {
@@ -105,6 +111,8 @@ impl ControllerError {
             ControllerError::UnknownServer(_) => -1,
             ControllerError::Storage(_) => 56,
             ControllerError::RequestTimedOut(_) => 7,
+            ControllerError::InvalidReplicaAssignment(_) => 39,
+            ControllerError::NoReassignmentInProgress(_) => 85,
         }
     }
 

@@ -253,6 +253,8 @@ impl Sim {
                 replicas: replicas.clone(),
                 isr: replicas,
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }],
             configs: BTreeMap::new(),
             internal: false,

@@ -295,7 +295,7 @@ pub fn new_incarnation_id() -> Uuid {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::super::{MetadataCommand, TopicInfo};
     use super::*;
 
@@ -333,6 +333,8 @@ mod tests {
                 replicas: r.to_vec(),
                 isr: isr.to_vec(),
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
             .collect();
         let mut configs = BTreeMap::new();

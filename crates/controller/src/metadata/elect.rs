@@ -325,6 +325,8 @@ mod tests {
                 replicas: r.to_vec(),
                 isr: isr.to_vec(),
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             })
             .collect();
         md.apply(&MetadataCommand::CreateTopic {

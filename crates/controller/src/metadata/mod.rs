@@ -12,15 +12,19 @@ use crate::config::{
 use crate::error::ControllerError;
 
 mod brokers;
+mod dynamic_configs;
 mod elect;
 mod partitions;
 mod placement;
+mod reassign;
 
 pub use brokers::{new_incarnation_id, NO_LEADER};
+pub use dynamic_configs::{plan_alter_broker_configs, DYNAMIC_BROKER_CONFIGS};
 pub use elect::{
     plan_elect_leaders, plan_leader_rebalance, ElectionPlan, ElectionType, PartitionElection,
 };
 use placement::assign_replicas;
+pub use reassign::{plan_reassignments, Reassignment, ReassignmentPlan};
 
 /// Largest partition count a topic may have in Sluice (guards memory against huge requests).
 pub const MAX_PARTITIONS_PER_TOPIC: i32 = 100_000;
@@ -30,6 +34,9 @@ pub const MAX_TOPIC_NAME_LEN: usize = 249;
 pub const CONSUMER_OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// The transaction coordinator's state topic.
 pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+
+/// Registered brokers by node id.
+pub(crate) type BrokersById = BTreeMap<i32, BrokerInfo>;
 
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,9 +119,23 @@ pub struct PartitionInfo {
     pub replicas: Vec<i32>,
     /// In-sync replica node ids; never empty.
     pub isr: Vec<i32>,
-    /// Kafka's partition epoch: bumped on every change of leader or ISR.
+    /// Kafka's partition epoch: bumped on every change of leader, ISR or replicas.
     #[serde(default)]
     pub partition_epoch: i32,
+    /// Replicas a reassignment in progress adds (they are in `replicas` too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    /// Replicas a reassignment in progress removes once the added ones are in sync (they are
+    /// in `replicas` too).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
+}
+
+impl PartitionInfo {
+    /// Whether a reassignment is in progress.
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
 }
 
 /// A topic.
@@ -193,6 +214,10 @@ pub struct Metadata {
     /// The block produced by the last `AllocateProducerIds`.
     #[serde(default)]
     pub last_producer_id_block: Option<ProducerIdBlock>,
+    /// Dynamic broker configs (Kafka's BROKER config resources): by resource name, `""` for
+    /// the cluster-wide default, else a node id.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub broker_configs: BTreeMap<String, BTreeMap<String, String>>,
     /// Topic id → name index, kept in step by `apply`.
     #[serde(skip)]
     topic_ids: BTreeMap<Uuid, String>,
@@ -209,6 +234,7 @@ impl PartialEq for Metadata {
             last_broker_epoch,
             next_producer_id,
             last_producer_id_block,
+            broker_configs,
             topic_ids: _,
         } = self;
         *cluster_id == other.cluster_id
@@ -218,6 +244,7 @@ impl PartialEq for Metadata {
             && *last_broker_epoch == other.last_broker_epoch
             && *next_producer_id == other.next_producer_id
             && *last_producer_id_block == other.last_producer_id_block
+            && *broker_configs == other.broker_configs
     }
 }
 
@@ -320,6 +347,21 @@ pub enum MetadataCommand {
     AlterTopicConfigs {
         /// Name.
         name: String,
+        /// Changes.
+        configs: BTreeMap<String, Option<String>>,
+    },
+    /// Starts, changes or cancels partition reassignments (Kafka's
+    /// AlterPartitionReassignments). All or nothing; plan it with [`plan_reassignments`].
+    AlterPartitionReassignments {
+        /// The changes, each partition at most once.
+        changes: Vec<Reassignment>,
+    },
+    /// Sets (`Some`) or removes (`None`) dynamic broker configs of one BROKER resource
+    /// (`""` = the cluster-wide default, else a node id). Plan it with
+    /// [`plan_alter_broker_configs`].
+    AlterBrokerConfigs {
+        /// Resource name.
+        resource: String,
         /// Changes.
         configs: BTreeMap<String, Option<String>>,
     },
@@ -492,6 +534,16 @@ impl Metadata {
                 apply_config_changes(&mut merged, configs);
                 validate_topic_configs(&merged)?;
                 topic.configs = merged;
+                Ok(())
+            }
+            MetadataCommand::AlterPartitionReassignments { changes } => self.reassign(changes),
+            MetadataCommand::AlterBrokerConfigs { resource, configs } => {
+                dynamic_configs::check_changes(resource, configs)?;
+                let entry = self.broker_configs.entry(resource.clone()).or_default();
+                apply_config_changes(entry, configs);
+                if entry.is_empty() {
+                    self.broker_configs.remove(resource);
+                }
                 Ok(())
             }
         }

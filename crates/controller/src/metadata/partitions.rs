@@ -91,6 +91,8 @@ impl Metadata {
             )));
         }
         p.isr = new_isr.to_vec();
+        // A reassignment completes once its target replicas are all in sync.
+        super::reassign::complete_reassignment(brokers, p);
         p.partition_epoch = p.partition_epoch.saturating_add(1);
         Ok(())
     }
@@ -133,6 +135,8 @@ mod tests {
                 replicas: vec![1, 2, 3],
                 isr: vec![1, 2, 3],
                 partition_epoch: 0,
+                adding_replicas: Vec::new(),
+                removing_replicas: Vec::new(),
             }],
             configs: BTreeMap::new(),
             internal: false,

@@ -147,6 +147,8 @@ pub(crate) fn assign_replicas(
             isr: replicas.clone(),
             replicas,
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         });
     }
     Ok(out)

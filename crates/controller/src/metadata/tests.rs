@@ -143,6 +143,8 @@ fn apply_rejects_without_change() {
             replicas: vec![1],
             isr: vec![1],
             partition_epoch: 0,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         }],
     };
     assert_eq!(md.apply(&bad_idx).unwrap_err().error_code(), 42);
