@@ -512,6 +512,7 @@ class SluiceCluster(Cluster):
                                  self._tmp / f"node{i}.log")
         self.quorum = ",".join(f"{i}@{nd.controller}" for i, nd in self.nodes.items())
         self.quorum_for = dict(quorum_for or {})
+        self.broker_only: set[int] = set()
         try:
             if not self.binary.exists():
                 raise ClusterError(f"Sluice binary not found at {self.binary}; build it "
@@ -527,14 +528,29 @@ class SluiceCluster(Cluster):
             raise ClusterError(f"Sluice cluster of {n} did not start: {e}\n{log}") from None
         self.start_seconds = time.monotonic() - self.started_at
 
+    def add_broker(self) -> int:
+        """Starts node N+1 as a broker only (not a quorum voter) and waits until it is
+        registered; returns its node id."""
+        i = max(self.nodes) + 1
+        taken = {p for nd in self.nodes.values() for p in (nd.port, nd.controller_port, nd.http_port)}
+        port, cport, hport = _free_ports(3, taken)
+        self.nodes[i] = Node(i, port, cport, hport, self._tmp / f"node{i}", self._tmp / f"node{i}.log")
+        self.broker_only.add(i)
+        self.n = len(self.nodes)
+        self._start_node(i)
+        self._wait_listening(i)
+        self.wait_brokers(len(self.nodes))
+        return i
+
     def command(self, i: int) -> list[str]:
         nd = self.nodes[i]
+        controller = [] if i in self.broker_only else ["--controller-listen", nd.controller]
         return [
             str(self.binary), "broker",
             "--node-id", str(i),
             "--listen", nd.bootstrap,
             "--advertised", nd.bootstrap,
-            "--controller-listen", nd.controller,
+            *controller,
             "--controller-quorum", self.quorum_for.get(i, self.quorum),
             "--data-dir", str(nd.data_dir),
             "--http", f"{nd.host}:{nd.http_port}",
@@ -681,6 +697,17 @@ class KafkaCluster(Cluster):
             raise ClusterError(f"kafka-reference {' '.join(args)} exited {proc.returncode}:\n"
                                f"{proc.stderr.decode(errors='replace')[-4000:]}")
         return proc.stdout.decode()
+
+    def add_broker(self) -> int:
+        """Adds node N+1 as a broker only (`kafka-reference add-broker`); returns its id."""
+        out = self._script("add-broker", str(self.base), timeout=self.start_timeout + 240)
+        i = int(out.split()[-1])
+        port = int(self._conf()["PORTS"].split()[i - 1])
+        d = self.base / f"node{i}"
+        self.nodes[i] = Node(i, port, port + 1, None, d / "data", d / "logs" / "server.log")
+        self.n = len(self.nodes)
+        self.wait_brokers(len(self.nodes))
+        return i
 
     def _pid(self, i: int) -> int | None:
         f = self.base / f"node{i}" / "kafka.pid"

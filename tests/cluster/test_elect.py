@@ -23,7 +23,7 @@ import os
 import pytest
 
 from cluster import ClusterError, make_cluster, wait_until
-from topics import admin
+from topics import admin, kafka_tool
 
 pytestmark = pytest.mark.cluster
 
@@ -151,27 +151,8 @@ def test_a_rf1_needs_no_election(cluster, topic):
 
 
 def leader_election_tool() -> list[str] | None:
-    """`kafka-leader-election.sh` as a java command line: KAFKA_TOOLS_CP (a classpath with
-    kafka-tools and its dependencies), else kafka-tools from ~/.m2 with the reference Kafka's
-    jars (scripts/kafka-reference fetch); None when neither is there."""
-    import glob
-    import shutil
-
-    if not shutil.which("java"):
-        return None
-    cp = os.environ.get("KAFKA_TOOLS_CP")
-    if not cp:
-        tools = sorted(glob.glob(os.path.expanduser(
-            "~/.m2/repository/org/apache/kafka/kafka-tools/*/kafka-tools-*.jar")))
-        tools = [t for t in tools if not t.endswith(("-sources.jar", "-test.jar"))]
-        if not tools:
-            return None
-        version = os.path.basename(os.path.dirname(tools[-1]))
-        libs = os.path.expanduser(f"~/.cache/sluice-kafka/{version}/libs")
-        if not os.path.isdir(libs):
-            return None
-        cp = f"{tools[-1]}:{libs}/*"
-    return ["java", "-cp", cp, "org.apache.kafka.tools.LeaderElectionCommand"]
+    """`kafka-leader-election.sh` as a java command line (see `topics.kafka_tool`)."""
+    return kafka_tool("org.apache.kafka.tools.LeaderElectionCommand")
 
 
 def test_a2_leader_election_tool(cluster):

@@ -1,10 +1,37 @@
 """Topic helpers shared by the cluster tests (confluent-kafka's AdminClient): create a
 replicated topic, read each partition's leader / replicas / ISR from Metadata, and wait until
-every partition has a leader and a full ISR."""
+every partition has a leader and a full ISR; and Kafka's own command-line tools as java
+command lines."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
 from cluster import wait_until
+
+
+def kafka_tool(main_class: str) -> list[str] | None:
+    """A Kafka command-line tool (e.g. `org.apache.kafka.tools.LeaderElectionCommand`) as a
+    java command line: KAFKA_TOOLS_CP (a classpath with kafka-tools and its dependencies),
+    else kafka-tools of the reference Kafka's version (`scripts/kafka-reference fetch-tools`,
+    cached after the first use); None when neither is available (no java or mvn)."""
+    if not shutil.which("java"):
+        return None
+    cp = os.environ.get("KAFKA_TOOLS_CP")
+    if not cp:
+        script = Path(__file__).resolve().parents[2] / "scripts" / "kafka-reference"
+        try:
+            out = subprocess.run([str(script), "fetch-tools"], capture_output=True, text=True,
+                                 timeout=600)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if out.returncode != 0 or not out.stdout.strip():
+            return None
+        cp = f"{out.stdout.strip().splitlines()[-1]}/*"
+    return ["java", "-Xmx256m", "-cp", cp, main_class]
 
 
 def admin(bootstrap: str):

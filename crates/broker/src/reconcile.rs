@@ -32,7 +32,7 @@ pub enum Change {
         /// Partition index.
         index: i32,
     },
-    /// Close the partition (keep its log): it is no longer assigned to this node.
+    /// Close the partition and delete its log: a reassignment moved it off this node.
     Close {
         /// Topic name.
         topic: String,
@@ -239,7 +239,9 @@ impl Reconciler {
 
     fn apply(&self, table: &PartitionTable, groups: &Groups, next: &Metadata, change: Change) {
         match change {
-            Change::Delete { topic, index } => {
+            // A deleted topic, or a replica a reassignment removed: Kafka deletes the
+            // replica's log (StopReplica with delete), so a later move back starts afresh.
+            Change::Delete { topic, index } | Change::Close { topic, index } => {
                 let p = table.remove(&topic, index);
                 if let Some(p) = p {
                     resign_if_leader(groups, &p);
@@ -250,13 +252,6 @@ impl Reconciler {
                     if let Err(e) = std::fs::remove_dir_all(&dir) {
                         tracing::warn!(dir = %dir.display(), "could not delete partition directory: {e}");
                     }
-                }
-            }
-            Change::Close { topic, index } => {
-                if let Some(p) = table.remove(&topic, index) {
-                    resign_if_leader(groups, &p);
-                    close(&p);
-                    tracing::info!(topic = %topic, partition = index, "partition no longer assigned here; closed");
                 }
             }
             Change::Open {

@@ -1,7 +1,8 @@
 //! Seeded deterministic simulation of the controller: random sequences of broker
 //! registration, heartbeats, session expiry, fencing, controlled shutdown, AlterPartition,
 //! topic creation/deletion, producer id allocation, leader elections (ElectLeaders, preferred
-//! and unclean, and the automatic rebalance) and controller failover over 3–5 brokers, with
+//! and unclean, and the automatic rebalance), partition reassignments (started, changed,
+//! cancelled, completed by AlterPartition) and controller failover over 3–5 brokers, with
 //! invariants checked after every applied command.
 //!
 //! Run one seed with `SIM_SEED=<n> cargo test -p sluice-controller sim`.
@@ -14,8 +15,8 @@ use crate::config::BrokerSettings;
 use crate::heartbeats::BrokerHeartbeats;
 use crate::metadata::{
     plan_create_partitions, plan_create_topic, plan_delete_topic, plan_elect_leaders,
-    plan_leader_rebalance, BrokerRegistration, ElectionType, Metadata, MetadataCommand, TopicRef,
-    NO_LEADER,
+    plan_leader_rebalance, plan_reassignments, BrokerRegistration, ElectionType, Metadata,
+    MetadataCommand, Reassignment, TopicRef, NO_LEADER,
 };
 
 const SEEDS: [u64; 6] = [1, 2, 3, 42, 0x5eed, 0xdead_beef];
@@ -82,6 +83,23 @@ fn check_state(md: &Metadata) -> Check {
                     return Err(format!("{tp}: leader {} not in ISR {:?}", p.leader, p.isr));
                 }
             }
+            if p.leader != NO_LEADER && !p.replicas.contains(&p.leader) {
+                return Err(format!(
+                    "{tp}: leader {} not a replica {:?}",
+                    p.leader, p.replicas
+                ));
+            }
+            let replicas: BTreeSet<i32> = p.replicas.iter().copied().collect();
+            let adding: BTreeSet<i32> = p.adding_replicas.iter().copied().collect();
+            let removing: BTreeSet<i32> = p.removing_replicas.iter().copied().collect();
+            if replicas.len() != p.replicas.len()
+                || !adding.is_subset(&replicas)
+                || !removing.is_subset(&replicas)
+                || !adding.is_disjoint(&removing)
+                || removing.len() >= replicas.len()
+            {
+                return Err(format!("{tp}: bad reassignment state {p:?}"));
+            }
             let isr: BTreeSet<i32> = p.isr.iter().copied().collect();
             if p.isr.is_empty()
                 || isr.len() != p.isr.len()
@@ -109,12 +127,33 @@ fn check_transition(prev: &Metadata, cur: &Metadata, unclean: bool) -> Check {
             if q.leader != p.leader && q.leader_epoch <= p.leader_epoch {
                 return Err(format!("{tp}: leader changed without epoch bump"));
             }
-            if (q.leader != p.leader || q.isr != p.isr) && q.partition_epoch <= p.partition_epoch {
+            if (q.leader != p.leader || q.isr != p.isr || q.replicas != p.replicas)
+                && q.partition_epoch <= p.partition_epoch
+            {
                 return Err(format!("{tp}: change without partition epoch bump"));
             }
+            // A reassignment ends complete (every replica of the final set in the ISR) or
+            // cancelled (the original replicas back).
+            if p.is_reassigning() && !q.is_reassigning() {
+                let original: Vec<i32> = p
+                    .replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| !p.adding_replicas.contains(r))
+                    .collect();
+                let completed = q.replicas.iter().all(|r| q.isr.contains(r));
+                let same_set = q.replicas.len() == original.len()
+                    && original.iter().all(|r| q.replicas.contains(r));
+                if !completed && !same_set {
+                    return Err(format!("{tp}: reassignment {p:?} ended as {q:?}"));
+                }
+            }
+            // (A reassignment completed by AlterPartition elects from the ISR it sets.)
+            let reassigned_into_isr = p.is_reassigning() && q.isr.contains(&q.leader);
             if q.leader != p.leader
                 && q.leader != NO_LEADER
                 && !p.isr.contains(&q.leader)
+                && !reassigned_into_isr
                 && !t.unclean_leader_election()
                 && !unclean
             {
@@ -288,7 +327,7 @@ impl Sim {
 
     fn step(&mut self) -> Check {
         self.now += self.rng.below(400);
-        match self.rng.below(120) {
+        match self.rng.below(130) {
             0..=9 => {
                 let node = self.node();
                 let inc = self.incarnations.entry(node).or_insert(node as u128 * 1000);
@@ -400,6 +439,7 @@ impl Sim {
                 self.hb.reset(self.now, self.committed);
             }
             100..=111 => self.elect_leaders()?,
+            120..=129 => self.reassign()?,
             112..=114 => {
                 // A raw command, possibly stale or naming unknown or duplicate partitions:
                 // refused ones must change nothing (checked in `apply`).
@@ -411,6 +451,7 @@ impl Sim {
                 })?;
             }
             _ => {
+                // 115..=119
                 let pct = [0, 10, 50][self.rng.below(3) as usize];
                 if let Some(cmd) = plan_leader_rebalance(&self.md, pct) {
                     if !self.apply(cmd.clone())? {
@@ -495,6 +536,52 @@ impl Sim {
         }
         if !self.apply(cmd.clone())? {
             return Err(format!("planned {cmd:?} was refused"));
+        }
+        Ok(())
+    }
+
+    /// A reassignment of a random partition to random brokers (sometimes unknown or
+    /// duplicated ones, a changed replica count, or a cancel): planned ones must commit;
+    /// sometimes the raw command is offered instead, which must be all or nothing.
+    fn reassign(&mut self) -> Check {
+        let parts: Vec<(String, i32)> = self
+            .md
+            .topics
+            .values()
+            .flat_map(|t| t.partitions.iter().map(move |p| (t.name.clone(), p.index)))
+            .collect();
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let (topic, partition) = parts[self.rng.below(parts.len() as u64) as usize].clone();
+        let target = if self.rng.chance(15) {
+            None
+        } else {
+            let n = 1 + self.rng.below(3);
+            let mut t: Vec<i32> = Vec::new();
+            for _ in 0..n {
+                let b = if self.rng.chance(3) { 99 } else { self.node() };
+                if !t.contains(&b) || self.rng.chance(5) {
+                    t.push(b);
+                }
+            }
+            Some(t)
+        };
+        let r = Reassignment {
+            topic,
+            partition,
+            target,
+        };
+        if self.rng.chance(20) {
+            self.apply(MetadataCommand::AlterPartitionReassignments { changes: vec![r] })?;
+            return Ok(());
+        }
+        let allow_rf_change = self.rng.chance(70);
+        let plan = plan_reassignments(&self.md, std::slice::from_ref(&r), allow_rf_change);
+        if let Some(cmd) = plan.command {
+            if !self.apply(cmd.clone())? {
+                return Err(format!("planned reassignment {cmd:?} was refused"));
+            }
         }
         Ok(())
     }
@@ -633,6 +720,7 @@ fn simulation() {
             "DeleteTopic",
             "AllocateProducerIds",
             "ElectLeaders",
+            "AlterPartitionReassignments",
         ] {
             assert!(
                 accepted.get(kind).copied().unwrap_or(0) > 0,

@@ -32,6 +32,15 @@ pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
     // Forwarded to the active controller, which plans and commits the election.
     (ApiKey::ElectLeaders, ElectLeadersRequest::VERSIONS),
+    // Forwarded to the active controller; List is answered from the committed metadata.
+    (
+        ApiKey::AlterPartitionReassignments,
+        AlterPartitionReassignmentsRequest::VERSIONS,
+    ),
+    (
+        ApiKey::ListPartitionReassignments,
+        ListPartitionReassignmentsRequest::VERSIONS,
+    ),
     (ApiKey::DescribeCluster, DescribeClusterRequest::VERSIONS),
     // Answered from the metadata quorum leader's view (`__cluster_metadata`-0).
     (

@@ -367,9 +367,21 @@ pub fn describe_configs(
                 }
             },
             RESOURCE_BROKER => {
-                if name.is_empty() || name == broker.config.node_id.to_string() {
+                let me = broker.config.node_id.to_string();
+                if name.is_empty() || name == me {
+                    // The default resource ("") shows the cluster-wide dynamic defaults
+                    // only, as Kafka does; a node shows everything that applies to it.
+                    let default = md.broker_configs.get("");
+                    let mut resolved = resolve_broker_configs(
+                        &broker.config.settings,
+                        md.broker_configs.get(&me),
+                        default,
+                    );
+                    if name.is_empty() {
+                        resolved.retain(|c| default.is_some_and(|d| d.contains_key(&c.name)));
+                    }
                     r.configs = config_entries(
-                        resolve_broker_configs(&broker.config.settings),
+                        resolved,
                         &keys,
                         req.include_synonyms,
                         req.include_documentation,

@@ -1,5 +1,8 @@
 //! AlterConfigs (replace a resource's overrides) and IncrementalAlterConfigs (SET, DELETE,
-//! APPEND, SUBTRACT), for topics. Broker configs are static in Sluice (set at start).
+//! APPEND, SUBTRACT), for topics and brokers. Broker configs are static in Sluice (set at
+//! start) except the dynamic ones (`sluice_controller::DYNAMIC_BROKER_CONFIGS`: the
+//! replication throttle rates), which are kept in the metadata per node id or for the
+//! cluster-wide default (resource name "").
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -10,8 +13,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use sluice_controller::{
-    plan_incremental_alter_configs, plan_replace_configs, AlterConfigOp, ControllerError,
-    MetadataCommand,
+    plan_alter_broker_configs, plan_incremental_alter_configs, plan_replace_configs, AlterConfigOp,
+    ControllerError, MetadataCommand,
 };
 
 use super::sb;
@@ -31,27 +34,18 @@ async fn apply(broker: &Broker, name: &str, cmd: MetadataCommand, validate_only:
     // Committing reconciles: the topic's partitions take the new config on return.
     match broker.commit(cmd).await {
         Ok(_) => {
-            tracing::info!(topic = name, "altered topic configs");
+            tracing::info!(resource = name, "altered configs");
             (codes::NONE, None)
         }
         Err(e) => err(e),
     }
 }
 
-fn not_topic(resource_type: i8, name: &str) -> Outcome {
-    if resource_type == RESOURCE_BROKER {
-        (
-            codes::INVALID_REQUEST,
-            Some(format!(
-                "broker {name}: Sluice broker configs are static; set them with --set KEY=VALUE and restart"
-            )),
-        )
-    } else {
-        (
-            codes::INVALID_REQUEST,
-            Some(format!("resource type {resource_type} can't be altered")),
-        )
-    }
+fn unsupported(resource_type: i8) -> Outcome {
+    (
+        codes::INVALID_REQUEST,
+        Some(format!("resource type {resource_type} can't be altered")),
+    )
 }
 
 fn err(e: ControllerError) -> Outcome {
@@ -64,8 +58,25 @@ pub async fn alter_configs(broker: &Arc<Broker>, req: AlterConfigsRequest) -> Al
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.to_string();
-        let (code, msg) = if res.resource_type != RESOURCE_TOPIC {
-            not_topic(res.resource_type, &name)
+        let (code, msg) = if res.resource_type == RESOURCE_BROKER {
+            let ops: Vec<_> = res
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.to_string(),
+                        AlterConfigOp::Set,
+                        c.value.as_ref().map(StrBytes::to_string),
+                    )
+                })
+                .collect();
+            let md = broker.metadata();
+            match plan_alter_broker_configs(&md, &name, &ops, true) {
+                Ok(cmd) => apply(broker, &name, cmd, req.validate_only).await,
+                Err(e) => err(e),
+            }
+        } else if res.resource_type != RESOURCE_TOPIC {
+            unsupported(res.resource_type)
         } else {
             let mut map = BTreeMap::new();
             let mut null = None;
@@ -112,8 +123,10 @@ pub async fn incremental_alter_configs(
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.to_string();
-        let (code, msg) = if res.resource_type != RESOURCE_TOPIC {
-            not_topic(res.resource_type, &name)
+        let (code, msg) = if res.resource_type != RESOURCE_TOPIC
+            && res.resource_type != RESOURCE_BROKER
+        {
+            unsupported(res.resource_type)
         } else {
             let mut ops = Vec::with_capacity(res.configs.len());
             let mut bad = None;
@@ -134,8 +147,12 @@ pub async fn incremental_alter_configs(
                 ),
                 None => {
                     let md = broker.metadata();
-                    match plan_incremental_alter_configs(&md, &name, &ops, &broker.config.settings)
-                    {
+                    let planned = if res.resource_type == RESOURCE_BROKER {
+                        plan_alter_broker_configs(&md, &name, &ops, false)
+                    } else {
+                        plan_incremental_alter_configs(&md, &name, &ops, &broker.config.settings)
+                    };
+                    match planned {
                         Ok(cmd) => apply(broker, &name, cmd, req.validate_only).await,
                         Err(e) => err(e),
                     }

@@ -28,6 +28,7 @@ pub fn is_forwarded_api(api: ApiKey) -> bool {
             | ApiKey::DeleteTopics
             | ApiKey::CreatePartitions
             | ApiKey::ElectLeaders
+            | ApiKey::AlterPartitionReassignments
             | ApiKey::AlterConfigs
             | ApiKey::IncrementalAlterConfigs
     )

@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use super::sb;
 use crate::codes;
-
+use crate::partition::mono_ms;
+use crate::replica::throttle::Throttle;
 use crate::state::Broker;
 
 /// Longest a follower's fetch may park.
@@ -81,6 +82,12 @@ fn read_once(
     let mut total = 0i64;
     let mut urgent = false;
     let mut out = Vec::with_capacity(req.topics.len());
+    let throttle = Throttle::leader(
+        broker.metadata(),
+        &broker.config.settings,
+        broker.config.node_id,
+    );
+    let quota = &broker.replication.leader_quota;
     for (topic, found) in req.topics.iter().zip(resolved) {
         let mut parts = Vec::with_capacity(topic.partitions.len());
         for (fp, found) in topic.partitions.iter().zip(found) {
@@ -138,9 +145,20 @@ fn read_once(
                 parts.push(pd);
                 continue;
             }
+            // A throttled replica out of the ISR gets nothing while the quota is used up.
+            let throttled = throttle.is_active()
+                && throttle.applies(&p.topic, p.index)
+                && !p.replica_set().isr.contains(&replica);
+            if throttled && throttle.exceeded(quota, mono_ms()) {
+                parts.push(pd);
+                continue;
+            }
             match p.log.read(fp.fetch_offset, limit as usize, i64::MAX) {
                 Ok(info) => {
                     let n = info.data.len() as i64;
+                    if throttled {
+                        quota.record(n as u64, mono_ms());
+                    }
                     total += n;
                     budget -= n;
                     pd.records = Some(info.data);

@@ -9,7 +9,7 @@
 //! (KIP-101/279) and fetch again from there. A fetcher with no partitions left ends; one is
 //! started for every new source when metadata is applied ([`sync`]).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,7 +20,11 @@ use sluice_client::Connection;
 use uuid::Uuid;
 
 use crate::codes;
-use crate::partition::{Partition, Role};
+use crate::partition::{mono_ms, Partition, Role};
+use crate::replica::throttle::Throttle;
+
+/// How soon a fetcher whose every partition is held back by the throttle looks again.
+const THROTTLE_RECHECK: Duration = Duration::from_millis(100);
 use crate::state::Broker;
 
 /// Starts a fetcher for every leader this broker follows a partition from and has none yet.
@@ -106,15 +110,43 @@ async fn run(broker: Arc<Broker>, leader: i32) {
         // leader answers errors at once), 100k+ requests a second.
         let now = Instant::now();
         delayed.retain(|_, until| *until > now);
+        // Throttled partitions (out of the ISR, listed in the topic's
+        // follower.replication.throttled.replicas) sit out while the quota is used up.
+        let throttle = Throttle::follower(broker.metadata(), settings, broker.config.node_id);
+        let me = broker.config.node_id;
+        let is_throttled = |p: &Partition| {
+            throttle.applies(&p.topic, p.index) && !p.replica_set().isr.contains(&me)
+        };
+        let over_quota = throttle.is_active()
+            && throttle.exceeded(&broker.replication.follower_quota, mono_ms());
+        let mut held_back = false;
         let parts: Vec<Entry> = all
             .into_iter()
             .filter(|(p, e, _)| !delayed.contains_key(&(p.topic_id, p.index, *e)))
+            .filter(|(p, _, _)| {
+                let hold = over_quota && is_throttled(p);
+                held_back |= hold;
+                !hold
+            })
             .collect();
         if parts.is_empty() {
-            let next = delayed.values().min().copied().unwrap_or(now + backoff);
+            let next = if held_back {
+                now + THROTTLE_RECHECK
+            } else {
+                delayed.values().min().copied().unwrap_or(now + backoff)
+            };
             tokio::time::sleep_until(next.into()).await;
             continue;
         }
+        let throttled: HashSet<(Uuid, i32)> = if throttle.is_active() {
+            parts
+                .iter()
+                .filter(|(p, _, _)| is_throttled(p))
+                .map(|(p, _, _)| (p.topic_id, p.index))
+                .collect()
+        } else {
+            HashSet::new()
+        };
         if conn.is_none() {
             let Some(addr) = leader_addr(&broker, leader) else {
                 tokio::time::sleep(backoff).await;
@@ -157,6 +189,19 @@ async fn run(broker: Arc<Broker>, leader: i32) {
                 continue;
             }
         };
+        if !throttled.is_empty() {
+            let bytes: usize = resp
+                .responses
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(move |pd| (t.topic_id, pd)))
+                .filter(|(id, pd)| throttled.contains(&(*id, pd.partition_index)))
+                .map(|(_, pd)| pd.records.as_ref().map_or(0, |r| r.len()))
+                .sum();
+            broker
+                .replication
+                .follower_quota
+                .record(bytes as u64, mono_ms());
+        }
         let b = broker.clone();
         let applied = tokio::task::spawn_blocking(move || apply(&b, leader, &parts, resp)).await;
         match applied {

@@ -7,9 +7,11 @@
 //!   (high watermark, ISR changes, acks=all completion) are the pure state machine of
 //!   `sluice-replication`, held per partition by `crate::partition::Partition`.
 //! - [`isr`]: the periodic ISR check of led partitions and the AlterPartition proposals.
+//! - [`throttle`]: replication throttles (reassignment traffic bounded in bytes/s).
 
 pub mod fetcher;
 pub mod isr;
+pub mod throttle;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,10 @@ pub struct Replication {
     /// Partitions with an AlterPartition proposal in flight.
     proposing: Mutex<HashSet<(String, i32)>>,
     stopping: AtomicBool,
+    /// Bytes this broker sent to out-of-sync followers of throttled partitions.
+    pub leader_quota: throttle::Quota,
+    /// Bytes this broker fetched for throttled partitions while out of sync.
+    pub follower_quota: throttle::Quota,
 }
 
 impl Replication {

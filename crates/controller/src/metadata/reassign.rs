@@ -218,7 +218,7 @@ impl Metadata {
                     p.replicas = merged;
                 }
             }
-            if !p.replicas.contains(&p.leader) {
+            if p.leader != NO_LEADER && !p.replicas.contains(&p.leader) {
                 p.leader = first_eligible(brokers, &p.replicas, &p.isr).unwrap_or(NO_LEADER);
                 p.leader_epoch = p.leader_epoch.saturating_add(1);
             }
