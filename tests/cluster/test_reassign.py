@@ -157,7 +157,8 @@ def broker_config(cluster, node: int, key: str) -> str | None:
     from confluent_kafka.admin import ConfigResource, ResourceType
 
     res = ConfigResource(ResourceType.BROKER, str(node))
-    configs = admin(cluster.bootstrap).describe_configs([res])[res].result(timeout=30)
+    a = admin(cluster.bootstrap)  # keep the handle alive until the future resolves
+    configs = a.describe_configs([res])[res].result(timeout=30)
     entry = configs.get(key)
     return None if entry is None or entry.is_default else entry.value
 
@@ -166,7 +167,8 @@ def topic_config(cluster, topic: str, key: str) -> str:
     from confluent_kafka.admin import ConfigResource, ResourceType
 
     res = ConfigResource(ResourceType.TOPIC, topic)
-    configs = admin(cluster.bootstrap).describe_configs([res])[res].result(timeout=30)
+    a = admin(cluster.bootstrap)
+    configs = a.describe_configs([res])[res].result(timeout=30)
     return configs[key].value or ""
 
 
@@ -239,5 +241,4 @@ def test_b_throttle_list_cancel_then_move(cluster4, tool, tmp_path):
     assert d[0][1] == [1, 2, 4], d
     assert consume_all(c, topic, BIG_RECORDS) == acked
     rc, out = run_tool(tool, c, tmp_path, moves, "--cancel")
-    print(out)
-    assert "NoReassignmentInProgress" in out or "No reassignment" in out or rc == 0, out
+    assert rc == 0 and "None of the specified partition reassignments are active" in out, out

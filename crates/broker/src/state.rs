@@ -203,7 +203,8 @@ impl Broker {
     }
 
     /// Deletes partition dirs (those with a `partition.metadata` file) whose topic no longer
-    /// exists or was recreated with another id.
+    /// exists or was recreated with another id, or whose partition is no longer assigned to
+    /// this broker (reassigned away while it was down).
     fn remove_stray_dirs(&self, md: &Metadata) {
         let Ok(entries) = std::fs::read_dir(&self.config.data_dir) else {
             return;
@@ -213,13 +214,15 @@ impl Broker {
             let Some(id) = read_partition_metadata(&path) else {
                 continue;
             };
+            let node = self.config.node_id;
             let keep = md.topic_by_id(&id).is_some_and(|t| {
-                t.partitions
-                    .iter()
-                    .any(|p| partition_dir(&self.config.data_dir, &t.name, p.index) == path)
+                t.partitions.iter().any(|p| {
+                    crate::reconcile::assigned_here(p, node)
+                        && partition_dir(&self.config.data_dir, &t.name, p.index) == path
+                })
             });
             if !keep {
-                tracing::info!(dir = %path.display(), "removing partition directory of a deleted topic");
+                tracing::info!(dir = %path.display(), "removing the directory of a deleted topic or of a replica reassigned away");
                 if let Err(e) = std::fs::remove_dir_all(&path) {
                     tracing::warn!(dir = %path.display(), "could not remove: {e}");
                 }

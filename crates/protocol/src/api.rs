@@ -29,6 +29,7 @@ pub static SUPPORTED: &[(ApiKey, VersionRange)] = &[
         OffsetForLeaderEpochRequest::VERSIONS,
     ),
     (ApiKey::DescribeConfigs, DescribeConfigsRequest::VERSIONS),
+    (ApiKey::DescribeLogDirs, DescribeLogDirsRequest::VERSIONS),
     (ApiKey::CreatePartitions, CreatePartitionsRequest::VERSIONS),
     // Forwarded to the active controller, which plans and commits the election.
     (ApiKey::ElectLeaders, ElectLeadersRequest::VERSIONS),
