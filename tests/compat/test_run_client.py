@@ -1,6 +1,6 @@
 """scripts/compat counts a client program's exit status, not only what it printed.
 
-    python -m pytest tests/compat/test_run_client.py     (a few seconds; no broker, no clients)
+    python -m pytest tests/compat      (a few seconds; no broker, no clients)
 
 Fake client programs (python -c) print PASS/FAIL lines and then exit, crash, or hang; the
 scenario results that scripts/compat's run_client() derives from them are checked.
