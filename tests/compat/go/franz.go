@@ -122,16 +122,26 @@ func franzAdmin(bootstrap string) (string, error) {
 	if err != nil || ars[0].Err != nil {
 		return "", fmt.Errorf("incremental alter: %v %v", err, ars)
 	}
-	rcs, err = adm.DescribeTopicConfigs(ctx, topic)
+	// Kafka (KRaft) applies config changes asynchronously: re-read for a few seconds (seen
+	// against Kafka 4.4.0: the first DescribeConfigs after the alter still had the default).
+	found, source := false, ""
+	waitFor(5*time.Second, func() bool {
+		rcs, err = adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+			return false
+		}
+		for _, c := range rcs[0].Configs {
+			if c.Key == "retention.ms" && c.Value != nil && *c.Value == v {
+				found, source = true, c.Source.String()
+			}
+		}
+		return found
+	})
 	if err != nil {
 		return "", err
 	}
-	found := false
-	for _, c := range rcs[0].Configs {
-		if c.Key == "retention.ms" && c.Value != nil && *c.Value == v {
-			found = true
-			obs("admin", "retention.ms.altered_source", c.Source)
-		}
+	if found {
+		obs("admin", "retention.ms.altered_source", source)
 	}
 	if !found {
 		return "", errors.New("retention.ms not altered")

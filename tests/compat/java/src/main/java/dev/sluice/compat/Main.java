@@ -2,6 +2,7 @@ package dev.sluice.compat;
 
 import java.io.BufferedReader;
 import java.io.File;
+import java.io.IOException;
 import java.io.InputStreamReader;
 import java.io.OutputStream;
 import java.nio.charset.StandardCharsets;
@@ -47,7 +48,6 @@ import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.apache.kafka.common.utils.AppInfoParser;
 
 /**
  * Compatibility scenarios for the Java client (kafka-clients), the AdminClient and Kafka's own
@@ -69,6 +69,18 @@ public final class Main {
         String run() throws Exception;
     }
 
+    /** kafka-clients' version from the jar's kafka/kafka-version.properties (AppInfoParser, which
+     *  reads it, moved to an internals package in 4.4 and is no API). */
+    static String kafkaVersion() {
+        try (var in = Main.class.getResourceAsStream("/kafka/kafka-version.properties")) {
+            Properties p = new Properties();
+            if (in != null) p.load(in);
+            return p.getProperty("version", "unknown");
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         if (args.length < 1) {
             System.err.println("usage: Main BOOTSTRAP [SCENARIO...]");
@@ -87,7 +99,7 @@ public final class Main {
         all.put("perf", Main::perf);
         List<String> selected = args.length > 1
             ? Arrays.asList(args).subList(1, args.length) : new ArrayList<>(all.keySet());
-        System.out.println("VERSION kafka-clients " + AppInfoParser.getVersion());
+        System.out.println("VERSION kafka-clients " + kafkaVersion());
         for (String name : selected) {
             Scenario s = all.get(name);
             if (s == null) {

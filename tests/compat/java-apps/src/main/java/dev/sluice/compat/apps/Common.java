@@ -41,6 +41,18 @@ final class Common {
     private Common() {}
 
     /** Runs the selected scenarios (all when none are named) and exits 1 if any failed. */
+    /** Kafka's version from kafka-clients' kafka/kafka-version.properties (AppInfoParser, which
+     *  reads it, moved to an internals package in 4.4 and is no API). */
+    static String kafkaVersion() {
+        try (var in = Common.class.getResourceAsStream("/kafka/kafka-version.properties")) {
+            Properties p = new Properties();
+            if (in != null) p.load(in);
+            return p.getProperty("version", "unknown");
+        } catch (IOException e) {
+            return "unknown";
+        }
+    }
+
     static void main(String[] args, String versionLine, Map<String, Scenario> all) {
         if (args.length < 1) {
             System.err.println("usage: BOOTSTRAP [SCENARIO...]");

@@ -22,7 +22,6 @@ import java.util.concurrent.TimeUnit;
 import java.util.stream.Collectors;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.common.config.ConfigResource;
-import org.apache.kafka.common.utils.AppInfoParser;
 
 /**
  * Kafka Connect scenarios: FileStreamSource reads a file into a topic, FileStreamSink writes the
@@ -38,11 +37,25 @@ public final class ConnectMain {
 
     private ConnectMain() {}
 
+    /** connect-file's version, from its jar's name (it may differ from the runtime's: 4.4.0 is
+     *  not served, so 4.3.1 runs on the 4.4.0 runtime; see org.apache.kafka.common.utils.AppInfoParser
+     *  in this module). */
+    static String connectFileVersion() {
+        try {
+            String jar = Class.forName("org.apache.kafka.connect.file.FileStreamSourceConnector")
+                .getProtectionDomain().getCodeSource().getLocation().getPath();
+            java.util.regex.Matcher m = java.util.regex.Pattern.compile("connect-file-([^/]+)\\.jar$").matcher(jar);
+            return m.find() ? m.group(1) : "unknown";
+        } catch (Exception e) {
+            return "unknown";
+        }
+    }
+
     public static void main(String[] args) {
         Map<String, Common.Scenario> all = new LinkedHashMap<>();
         all.put("standalone", ConnectMain::standalone);
         all.put("distributed", ConnectMain::distributed);
-        Common.main(args, "connect-runtime " + AppInfoParser.getVersion(), all);
+        Common.main(args, "connect-runtime " + Common.kafkaVersion() + ", connect-file " + connectFileVersion(), all);
     }
 
     /** 1000 non-empty lines of varied length and characters (ASCII, Latin-1, CJK, emoji). */

@@ -29,7 +29,6 @@ import org.apache.kafka.common.serialization.LongSerializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
-import org.apache.kafka.common.utils.AppInfoParser;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
 import org.apache.kafka.streams.StreamsBuilder;
@@ -57,7 +56,7 @@ public final class StreamsMain {
         Map<String, Common.Scenario> all = new LinkedHashMap<>();
         all.put("wordcount", StreamsMain::wordCount);
         all.put("windowed", StreamsMain::windowed);
-        Common.main(args, "kafka-streams " + AppInfoParser.getVersion(), all);
+        Common.main(args, "kafka-streams " + Common.kafkaVersion(), all);
     }
 
     static Properties streamsProps(String appId, Path stateDir) {
