@@ -212,8 +212,8 @@ def test_b_throttle_list_cancel_then_move(cluster4, tool, tmp_path):
     for node in (1, 2, 3, 4):
         assert broker_config(c, node, "leader.replication.throttled.rate") == str(THROTTLE)
         assert broker_config(c, node, "follower.replication.throttled.rate") == str(THROTTLE)
-    assert "0:1" in topic_config(c, topic, "leader.replication.throttled.replicas")
-    assert "0:4" in topic_config(c, topic, "follower.replication.throttled.replicas")
+    assert "0:1" in topic_config(c, topic, "leader.replication.throttled.replicas"), out
+    assert "0:4" in topic_config(c, topic, "follower.replication.throttled.replicas"), out
     assert f"{topic}-0" in list_reassignments(tool, c)
     # The new replica receives data, but at the throttled rate: after it started, a few
     # seconds move well under half of the log (unthrottled, 4 MB take far less than a second).

@@ -64,12 +64,13 @@ pub use error::ControllerError;
 pub use heartbeats::{BrokerHeartbeats, HeartbeatReply, DEFAULT_BROKER_SESSION_TIMEOUT_MS};
 pub use metadata::{
     is_internal_topic, new_incarnation_id, plan_alter_broker_configs, plan_alter_configs,
-    plan_create_partitions, plan_create_topic, plan_delete_topic, plan_delete_topic_by_id,
-    plan_elect_leaders, plan_incremental_alter_configs, plan_leader_rebalance, plan_reassignments,
-    plan_replace_configs, validate_topic_name, AlterConfigOp, BrokerInfo, BrokerRegistration,
-    ElectionPlan, ElectionType, Metadata, MetadataCommand, PartitionElection, PartitionInfo,
-    ProducerIdBlock, Reassignment, ReassignmentPlan, TopicInfo, TopicRef, DYNAMIC_BROKER_CONFIGS,
-    NO_LEADER, PRODUCER_ID_BLOCK_SIZE,
+    plan_create_partitions, plan_create_topic, plan_create_topic_with_assignment,
+    plan_delete_topic, plan_delete_topic_by_id, plan_elect_leaders, plan_incremental_alter_configs,
+    plan_leader_rebalance, plan_reassignments, plan_replace_configs, validate_topic_name,
+    AlterConfigOp, BrokerInfo, BrokerRegistration, ElectionPlan, ElectionType, Metadata,
+    MetadataCommand, PartitionElection, PartitionInfo, ProducerIdBlock, Reassignment,
+    ReassignmentPlan, TopicInfo, TopicRef, DYNAMIC_BROKER_CONFIGS, NO_LEADER,
+    PRODUCER_ID_BLOCK_SIZE,
 };
 pub use quorum::{Committed, Quorum, QuorumConfig, QuorumStatus, ReplicaStatus};
 pub use store::{Controller, StoreOptions};

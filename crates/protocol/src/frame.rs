@@ -27,6 +27,16 @@ pub enum FrameError {
 
 /// Reads one frame; the length is checked before any buffer is allocated for it.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<Bytes, FrameError> {
+    let len = read_frame_len(r, max).await?;
+    read_frame_body(r, len).await
+}
+
+/// Reads and checks a frame's length prefix (the first half of [`read_frame`], for a caller
+/// that reserves memory for the body before reading it).
+pub async fn read_frame_len<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<usize, FrameError> {
     let mut len_buf = [0u8; 4];
     match r.read_exact(&mut len_buf).await {
         Ok(_) => {}
@@ -37,10 +47,19 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, max: usize) -> Result<B
     if len <= 0 {
         return Err(FrameError::InvalidLength(len));
     }
-    if len as usize > max {
+    let n = usize::try_from(len).map_err(|_| FrameError::InvalidLength(len))?;
+    if n > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let mut buf = BytesMut::zeroed(len as usize);
+    Ok(n)
+}
+
+/// Reads a frame body of `len` bytes (after [`read_frame_len`]).
+pub async fn read_frame_body<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+) -> Result<Bytes, FrameError> {
+    let mut buf = BytesMut::zeroed(len);
     r.read_exact(&mut buf).await?;
     Ok(buf.freeze())
 }

@@ -19,8 +19,9 @@ use kafka_protocol::messages::{
     DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse, TopicName,
 };
 use sluice_controller::{
-    plan_create_partitions, plan_create_topic, plan_delete_topic, resolve_broker_configs,
-    resolve_topic_configs, ControllerError, Metadata, MetadataCommand, ResolvedConfig,
+    plan_create_partitions, plan_create_topic, plan_create_topic_with_assignment,
+    plan_delete_topic, resolve_broker_configs, resolve_topic_configs, ControllerError, Metadata,
+    MetadataCommand, ResolvedConfig,
 };
 use uuid::Uuid;
 
@@ -96,7 +97,8 @@ pub async fn create_topics(
             results.push(r);
             continue;
         }
-        let (mut partitions, mut rf) = (t.num_partitions, t.replication_factor);
+        let (partitions, rf) = (t.num_partitions, t.replication_factor);
+        let mut assignment: Option<Vec<Vec<i32>>> = None;
         if !t.assignments.is_empty() {
             if partitions != -1 || rf != -1 {
                 r.error_code = codes::INVALID_REQUEST;
@@ -106,37 +108,46 @@ pub async fn create_topics(
                 results.push(r);
                 continue;
             }
-            let md = broker.metadata();
-            let bad = t
+            // Kafka lists them by partition index; each index 0..n once.
+            let mut manual: Vec<(i32, Vec<i32>)> = t
                 .assignments
                 .iter()
-                .flat_map(|a| a.broker_ids.iter())
-                .find(|b| !md.brokers.contains_key(&b.0));
-            if let Some(b) = bad {
+                .map(|a| {
+                    (
+                        a.partition_index,
+                        a.broker_ids.iter().map(|b| b.0).collect(),
+                    )
+                })
+                .collect();
+            manual.sort_by_key(|(i, _)| *i);
+            let sequential = manual
+                .iter()
+                .enumerate()
+                .all(|(k, (i, _))| usize::try_from(*i).is_ok_and(|i| i == k));
+            if !sequential {
                 r.error_code = codes::INVALID_REPLICA_ASSIGNMENT;
-                r.error_message = Some(sb(format!(
-                    "broker {} in the replica assignment does not exist",
-                    b.0
-                )));
+                r.error_message = Some(sb(
+                    "the manual assignment's partition indexes must be 0, 1, 2, ... each once",
+                ));
                 results.push(r);
                 continue;
             }
-            partitions = t.assignments.len() as i32;
-            rf = t
-                .assignments
-                .first()
-                .map(|a| a.broker_ids.len() as i16)
-                .unwrap_or(0);
+            assignment = Some(manual.into_iter().map(|(_, r)| r).collect::<Vec<_>>());
         }
         let md = broker.metadata();
-        let planned = plan_create_topic(
-            &md,
-            &name,
-            partitions,
-            rf,
-            &configs,
-            &broker.config.settings,
-        );
+        let planned = match &assignment {
+            Some(a) => {
+                plan_create_topic_with_assignment(&md, &name, a, &configs, &broker.config.settings)
+            }
+            None => plan_create_topic(
+                &md,
+                &name,
+                partitions,
+                rf,
+                &configs,
+                &broker.config.settings,
+            ),
+        };
         let outcome = match planned {
             Ok(cmd) if req.validate_only => Ok((cmd, md)),
             Ok(cmd) => apply_create(broker, cmd.clone()).await.map(|md| (cmd, md)),

@@ -729,6 +729,56 @@ pub fn plan_create_topic(
     })
 }
 
+/// Plans CreateTopics with a manual replica assignment (`assignment[i]` = the replicas of
+/// partition `i`, the first one the leader), as Kafka checks it: every list non-empty, of the
+/// same length, without duplicates, naming registered brokers (INVALID_REPLICA_ASSIGNMENT).
+pub fn plan_create_topic_with_assignment(
+    md: &Metadata,
+    name: &str,
+    assignment: &[Vec<i32>],
+    configs: &BTreeMap<String, String>,
+    broker: &BrokerSettings,
+) -> Result<MetadataCommand, ControllerError> {
+    let bad = |msg: String| Err(ControllerError::InvalidReplicaAssignment(msg));
+    let Some(first) = assignment.first() else {
+        return bad("The manual partition assignment is empty.".into());
+    };
+    for (i, replicas) in assignment.iter().enumerate() {
+        let distinct: BTreeSet<i32> = replicas.iter().copied().collect();
+        if replicas.is_empty() || distinct.len() != replicas.len() {
+            return bad(format!(
+                "The manual partition assignment of partition {i} is empty or names a broker twice: {replicas:?}."
+            ));
+        }
+        if replicas.len() != first.len() {
+            return bad(format!(
+                "The manual partition assignment of partition {i} has {} replicas, partition 0 has {}.",
+                replicas.len(),
+                first.len()
+            ));
+        }
+        if let Some(b) = replicas.iter().find(|b| !md.brokers.contains_key(b)) {
+            return bad(format!(
+                "The manual partition assignment includes broker {b}, but no such broker is registered."
+            ));
+        }
+    }
+    let n = i32::try_from(assignment.len()).map_err(|_| too_many_partitions(assignment.len()))?;
+    // The usual checks (name, collisions, counts, configs) with one replica per partition,
+    // then the placement is replaced by the manual one.
+    let mut relaxed = broker.clone();
+    relaxed.set_max_replication_factor(None);
+    let mut cmd = plan_create_topic(md, name, n, 1, configs, &relaxed)?;
+    if let MetadataCommand::CreateTopic { partitions, .. } = &mut cmd {
+        for (p, replicas) in partitions.iter_mut().zip(assignment) {
+            p.replicas = replicas.clone();
+            p.isr = replicas.clone();
+            p.leader = replicas.first().copied().unwrap_or(NO_LEADER);
+        }
+    }
+    Ok(cmd)
+}
+
 /// Plans growing a topic to `new_total` partitions, keeping its replication factor.
 pub fn plan_create_partitions(
     md: &Metadata,

@@ -422,3 +422,26 @@ fn topic_ids_are_kafka_safe() {
         assert_ne!(id.as_bytes()[0] >> 2, 62);
     }
 }
+
+#[test]
+fn manual_assignment_is_kept_and_checked() {
+    let mut md = md_with_brokers(4);
+    let a = vec![vec![1, 2, 3], vec![4, 1, 2]];
+    let cmd = plan_create_topic_with_assignment(&md, "m", &a, &BTreeMap::new(), &defaults())
+        .unwrap();
+    md.apply(&cmd).unwrap();
+    let t = &md.topics["m"];
+    assert_eq!(t.partitions[0].replicas, vec![1, 2, 3]);
+    assert_eq!(t.partitions[1].replicas, vec![4, 1, 2]);
+    assert_eq!(t.partitions[1].isr, vec![4, 1, 2]);
+    let code = |a: Vec<Vec<i32>>| {
+        plan_create_topic_with_assignment(&md, "n", &a, &BTreeMap::new(), &defaults())
+            .unwrap_err()
+            .error_code()
+    };
+    assert_eq!(code(vec![]), 39);
+    assert_eq!(code(vec![vec![]]), 39);
+    assert_eq!(code(vec![vec![1, 1]]), 39);
+    assert_eq!(code(vec![vec![1, 2], vec![3]]), 39);
+    assert_eq!(code(vec![vec![1, 9]]), 39);
+}
