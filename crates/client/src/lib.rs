@@ -10,6 +10,7 @@
 //! assign, sync, heartbeat, commit, leave with the classic protocol) is [`Membership`]; the
 //! caller keeps the fetch positions ([`FetchPosition`]) of the partitions it is assigned.
 
+mod batch;
 mod client;
 mod cluster;
 mod configs;
@@ -18,6 +19,7 @@ mod error;
 mod groups;
 mod membership;
 mod partitioner;
+mod pipeline;
 mod records;
 
 pub use client::{
@@ -25,6 +27,7 @@ pub use client::{
     ConfigSource, CreatedTopic, FetchOptions, FetchPosition, FetchedPartition, NewTopic,
     OffsetSpec, PartitionInfo, ProduceOutcome, TopicInfo, TopicResults,
 };
+pub use batch::{next_offset_after, walk_batches, BatchBuilder, ProducerFields, WalkSummary, BATCH_HEADER_LEN};
 pub use cluster::METADATA_TOPIC;
 pub use configs::{
     AlterConfigOpKind, ConfigChange, ConfigResource, ConfigSynonym, DescribedConfig,
@@ -42,6 +45,7 @@ pub use membership::{
     decode_subscription, encode_assignment, encode_subscription, Assignment, Assignor, GroupEvent,
     MemberSubscription, Membership, MembershipConfig,
 };
+pub use pipeline::{InFlight, Pipeline, PipelineFrame};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
 pub use records::{
     decode_batches, encode_batch, set_base_offset, Compression, ConsumedRecord, DecodedRecords,
