@@ -321,7 +321,8 @@ pub fn walk_batches(
                 batch[MAGIC_AT]
             ));
         }
-        let read_i32 = |i: usize| i32::from_be_bytes([batch[i], batch[i + 1], batch[i + 2], batch[i + 3]]);
+        let read_i32 =
+            |i: usize| i32::from_be_bytes([batch[i], batch[i + 1], batch[i + 2], batch[i + 3]]);
         if check_crc {
             let crc = read_i32(CRC_AT) as u32;
             if crc32c::crc32c(&batch[ATTRIBUTES_AT..]) != crc {
@@ -354,9 +355,8 @@ pub fn walk_batches(
                         ))
                     }
                 };
-                let plain = plain.map_err(|e| {
-                    format!("decompressing the batch at offset {base_offset}: {e}")
-                })?;
+                let plain = plain
+                    .map_err(|e| format!("decompressing the batch at offset {base_offset}: {e}"))?;
                 walk_records(&plain, count, base_offset, from, &mut f)?
             };
         }
@@ -426,8 +426,11 @@ mod tests {
             assert_eq!(s.records, 10);
             assert_eq!(s.batches, 2);
             assert_eq!(offsets, (105..115).collect::<Vec<_>>());
-            assert_eq!(value_bytes, (105..110).map(|i| i - 100 + 100).sum::<i64>() as usize
-                + (0..5).map(|i| 100 + i).sum::<usize>());
+            assert_eq!(
+                value_bytes,
+                (105..110).map(|i| i - 100 + 100).sum::<i64>() as usize
+                    + (0..5).map(|i| 100 + i).sum::<usize>()
+            );
         }
     }
 

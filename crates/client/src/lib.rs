@@ -22,12 +22,14 @@ mod partitioner;
 mod pipeline;
 mod records;
 
+pub use batch::{
+    next_offset_after, walk_batches, BatchBuilder, ProducerFields, WalkSummary, BATCH_HEADER_LEN,
+};
 pub use client::{
     now_ms, parse_bootstrap, Acks, BrokerInfo, Client, ClientConfig, ClusterMetadata, ConfigEntry,
     ConfigSource, CreatedTopic, FetchOptions, FetchPosition, FetchedPartition, NewTopic,
     OffsetSpec, PartitionInfo, ProduceOutcome, TopicInfo, TopicResults,
 };
-pub use batch::{next_offset_after, walk_batches, BatchBuilder, ProducerFields, WalkSummary, BATCH_HEADER_LEN};
 pub use cluster::METADATA_TOPIC;
 pub use configs::{
     AlterConfigOpKind, ConfigChange, ConfigResource, ConfigSynonym, DescribedConfig,
@@ -45,8 +47,8 @@ pub use membership::{
     decode_subscription, encode_assignment, encode_subscription, Assignment, Assignor, GroupEvent,
     MemberSubscription, Membership, MembershipConfig,
 };
-pub use pipeline::{InFlight, Pipeline, PipelineFrame};
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
+pub use pipeline::{InFlight, Pipeline, PipelineFrame};
 pub use records::{
     decode_batches, encode_batch, set_base_offset, Compression, ConsumedRecord, DecodedRecords,
     ProduceRecord, TimestampKind,

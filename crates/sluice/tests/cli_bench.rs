@@ -33,7 +33,10 @@ fn check_figures(v: &Value, records: u64, bytes: u64) {
     let rate = num(v, "records_per_sec");
     assert!((rate * elapsed - records as f64).abs() < 1.0, "{v}");
     let mb = num(v, "mb_per_sec");
-    assert!((mb * elapsed * 1024.0 * 1024.0 - bytes as f64).abs() < 1024.0, "{v}");
+    assert!(
+        (mb * elapsed * 1024.0 * 1024.0 - bytes as f64).abs() < 1024.0,
+        "{v}"
+    );
     let l = &v["latency_ms"];
     let ps: Vec<f64> = ["p50", "p95", "p99", "p999", "max"]
         .iter()
@@ -79,7 +82,10 @@ fn produce_then_consume_counts_every_record() {
     assert_eq!(p["partitions"].as_u64(), Some(3));
     check_figures(&p, 5000, 5000 * 200);
     let svg = std::fs::read_to_string(&plot).expect("the plot was written");
-    assert!(svg.starts_with("<svg") && svg.contains("MB/s"), "{svg:.200}");
+    assert!(
+        svg.starts_with("<svg") && svg.contains("MB/s"),
+        "{svg:.200}"
+    );
 
     // Every record is in the topic, and no more: asking for one more runs into the timeout.
     let c = b.bench(&["consume", "--topic", &topic, "--num-records", "5000"]);
@@ -94,8 +100,17 @@ fn produce_then_consume_counts_every_record() {
     assert_eq!(ends, 5000, "{c}");
     let over = b.run(
         &[
-            "bench", "consume", "--topic", &topic, "--num-records", "5001", "--timeout-ms", "700",
-            "--output", "json", "--quiet",
+            "bench",
+            "consume",
+            "--topic",
+            &topic,
+            "--num-records",
+            "5001",
+            "--timeout-ms",
+            "700",
+            "--output",
+            "json",
+            "--quiet",
         ],
         None,
     );
@@ -103,8 +118,24 @@ fn produce_then_consume_counts_every_record() {
     let over = parse_json(&String::from_utf8_lossy(&over.stdout));
     assert_eq!(over["records"].as_u64(), Some(5000), "{over}");
     assert_eq!(over["timed_out"], true);
-    assert!(String::from_utf8_lossy(&b.run(&["bench", "consume", "--topic", &topic, "--num-records", "5001", "--timeout-ms", "300", "--quiet"], None).stderr)
-        .contains("stopped after 5000 of 5001 records"));
+    assert!(String::from_utf8_lossy(
+        &b.run(
+            &[
+                "bench",
+                "consume",
+                "--topic",
+                &topic,
+                "--num-records",
+                "5001",
+                "--timeout-ms",
+                "300",
+                "--quiet"
+            ],
+            None
+        )
+        .stderr
+    )
+    .contains("stopped after 5000 of 5001 records"));
 }
 
 #[test]
@@ -147,8 +178,19 @@ fn idempotent_compressed_produce_and_group_consume() {
     // The group committed where it stopped: nothing is left for it.
     let again = b.run(
         &[
-            "bench", "consume", "--topic", &topic, "--num-records", "1", "--group", &group,
-            "--timeout-ms", "500", "--output", "json", "--quiet",
+            "bench",
+            "consume",
+            "--topic",
+            &topic,
+            "--num-records",
+            "1",
+            "--group",
+            &group,
+            "--timeout-ms",
+            "500",
+            "--output",
+            "json",
+            "--quiet",
         ],
         None,
     );
@@ -158,7 +200,14 @@ fn idempotent_compressed_produce_and_group_consume() {
 
     // Kafka's limits on idempotence.
     let err = b.fails(&[
-        "bench", "produce", "--topic", &topic, "--num-records", "1", "--idempotence", "--acks",
+        "bench",
+        "produce",
+        "--topic",
+        &topic,
+        "--num-records",
+        "1",
+        "--idempotence",
+        "--acks",
         "1",
     ]);
     assert!(err.contains("--idempotence needs --acks all"), "{err}");

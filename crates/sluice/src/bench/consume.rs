@@ -55,7 +55,11 @@ struct Conn {
     sent_at: Instant,
 }
 
-fn fetch_request(spec: &ConsumerSpec, partitions: &[i32], positions: &BTreeMap<i32, i64>) -> FetchRequest {
+fn fetch_request(
+    spec: &ConsumerSpec,
+    partitions: &[i32],
+    positions: &BTreeMap<i32, i64>,
+) -> FetchRequest {
     let mut req = FetchRequest::default();
     req.replica_id = BrokerId(-1);
     req.max_wait_ms = i32::try_from(spec.max_wait.as_millis()).unwrap_or(i32::MAX);
@@ -106,7 +110,10 @@ pub async fn run(spec: ConsumerSpec, stats: Arc<Mutex<Stats>>) -> anyhow::Result
         .await?;
         let version = pipe.version_for::<FetchRequest>()?;
         if version >= 13 && spec.topic_id.is_nil() {
-            bail!("{addr} wants topic ids (Fetch v13) but gave none for '{}'", spec.topic);
+            bail!(
+                "{addr} wants topic ids (Fetch v13) but gave none for '{}'",
+                spec.topic
+            );
         }
         conns.push(Conn {
             pipe,

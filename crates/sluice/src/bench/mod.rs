@@ -212,7 +212,11 @@ async fn prepare_topic(
                 .await?;
             for (_, r) in results {
                 match r {
-                    Ok(_) | Err(ClientError::Kafka { code: sluice_client::KafkaCode(36), .. }) => {}
+                    Ok(_)
+                    | Err(ClientError::Kafka {
+                        code: sluice_client::KafkaCode(36),
+                        ..
+                    }) => {}
                     Err(e) => return Err(e).context(format!("creating topic '{topic}'")),
                 }
             }
@@ -315,7 +319,11 @@ fn progress(quiet: bool, sides: Vec<(&'static str, Arc<Mutex<Stats>>)>) -> Progr
     }))
 }
 
-async fn run_producers(specs: Vec<ProducerSpec>, stats: Arc<Mutex<Stats>>, start: Instant) -> anyhow::Result<()> {
+async fn run_producers(
+    specs: Vec<ProducerSpec>,
+    stats: Arc<Mutex<Stats>>,
+    start: Instant,
+) -> anyhow::Result<()> {
     let mut tasks = Vec::new();
     for spec in specs {
         let stats = Arc::clone(&stats);
@@ -364,7 +372,10 @@ async fn produce_bench(a: ProduceBenchArgs) -> anyhow::Result<i32> {
     let o = &a.producer;
     check_producer_opts(o, false)?;
     let mut client = connect(&a.report.common).await?;
-    let create = Some((o.partitions.unwrap_or(1), o.replication_factor.unwrap_or(-1)));
+    let create = Some((
+        o.partitions.unwrap_or(1),
+        o.replication_factor.unwrap_or(-1),
+    ));
     let (topic_id, leaders) = prepare_topic(&mut client, &o.topic, create).await?;
     let mut specs = Vec::new();
     for spec in producer_specs(o, topic_id, &leaders, None, false) {
@@ -381,7 +392,12 @@ async fn produce_bench(a: ProduceBenchArgs) -> anyhow::Result<i32> {
     drop(ticker);
     let s = summary(&stats)?;
     if let Some(path) = &a.report.plot {
-        plot::draw(path, &format!("sluice bench produce: {}", o.topic), "latency", &s.series)?;
+        plot::draw(
+            path,
+            &format!("sluice bench produce: {}", o.topic),
+            "latency",
+            &s.series,
+        )?;
     }
     let doc = json!({
         "mode": "produce",
@@ -479,7 +495,10 @@ async fn finish_group(
         .map(|(p, o)| (topic.to_owned(), *p, *o))
         .collect();
     if let Err(e) = m.commit(client, &offsets).await {
-        eprintln!("warning: could not commit offsets of group '{}': {e}", m.group());
+        eprintln!(
+            "warning: could not commit offsets of group '{}': {e}",
+            m.group()
+        );
     }
     if let Err(e) = m.leave(client).await {
         eprintln!("warning: could not leave group '{}': {e}", m.group());
@@ -531,7 +550,14 @@ async fn consume_bench(a: ConsumeBenchArgs) -> anyhow::Result<i32> {
         a.from_latest,
     )
     .await?;
-    let spec = consumer_spec(&a.topic, topic_id, positions, a.num_records, &a.consumer, false);
+    let spec = consumer_spec(
+        &a.topic,
+        topic_id,
+        positions,
+        a.num_records,
+        &a.consumer,
+        false,
+    );
     let start = Instant::now();
     let stats = Arc::new(Mutex::new(Stats::new(start)));
     let ticker = progress(a.report.quiet, vec![("received", Arc::clone(&stats))]);
@@ -540,7 +566,10 @@ async fn consume_bench(a: ConsumeBenchArgs) -> anyhow::Result<i32> {
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
-            let empty = ConsumeOutcome { positions: BTreeMap::new(), timed_out: false };
+            let empty = ConsumeOutcome {
+                positions: BTreeMap::new(),
+                timed_out: false,
+            };
             if let Some(mut m) = membership {
                 let _ = m.leave(&mut client).await;
             }
@@ -552,7 +581,12 @@ async fn consume_bench(a: ConsumeBenchArgs) -> anyhow::Result<i32> {
     let s = summary(&stats)?;
     timeout_warning(&outcome, &s, a.num_records, a.consumer.timeout_ms);
     if let Some(path) = &a.report.plot {
-        plot::draw(path, &format!("sluice bench consume: {}", a.topic), "fetch latency", &s.series)?;
+        plot::draw(
+            path,
+            &format!("sluice bench consume: {}", a.topic),
+            "fetch latency",
+            &s.series,
+        )?;
     }
     let doc = json!({
         "mode": "consume",
@@ -570,7 +604,11 @@ async fn consume_bench(a: ConsumeBenchArgs) -> anyhow::Result<i32> {
         "positions": outcome.positions,
         "series": s.series,
     });
-    emit(&a.report, &[summary_line("received", &s, "fetch latency")], doc)?;
+    emit(
+        &a.report,
+        &[summary_line("received", &s, "fetch latency")],
+        doc,
+    )?;
     Ok(if outcome.timed_out { 3 } else { 0 })
 }
 
@@ -578,12 +616,20 @@ async fn e2e_bench(a: E2eBenchArgs) -> anyhow::Result<i32> {
     let o = &a.producer;
     check_producer_opts(o, true)?;
     let mut client = connect(&a.report.common).await?;
-    let create = Some((o.partitions.unwrap_or(1), o.replication_factor.unwrap_or(-1)));
+    let create = Some((
+        o.partitions.unwrap_or(1),
+        o.replication_factor.unwrap_or(-1),
+    ));
     let (topic_id, leaders) = prepare_topic(&mut client, &o.topic, create).await?;
     // The consumer starts at the end, so it reads exactly what this run produces.
-    let (positions, membership) =
-        consumer_positions(&mut client, &o.topic, &leaders, a.consumer.group.as_deref(), true)
-            .await?;
+    let (positions, membership) = consumer_positions(
+        &mut client,
+        &o.topic,
+        &leaders,
+        a.consumer.group.as_deref(),
+        true,
+    )
+    .await?;
     let mut specs = producer_specs(o, topic_id, &leaders, None, true);
     if o.idempotence {
         for spec in &mut specs {
@@ -595,9 +641,19 @@ async fn e2e_bench(a: E2eBenchArgs) -> anyhow::Result<i32> {
     let received = Arc::new(Mutex::new(Stats::new(start)));
     let ticker = progress(
         a.report.quiet,
-        vec![("sent", Arc::clone(&sent)), ("received", Arc::clone(&received))],
+        vec![
+            ("sent", Arc::clone(&sent)),
+            ("received", Arc::clone(&received)),
+        ],
     );
-    let cspec = consumer_spec(&o.topic, topic_id, positions, o.num_records, &a.consumer, true);
+    let cspec = consumer_spec(
+        &o.topic,
+        topic_id,
+        positions,
+        o.num_records,
+        &a.consumer,
+        true,
+    );
     let consumer = tokio::spawn(consume::run(cspec, Arc::clone(&received)));
     let produced = run_producers(specs, Arc::clone(&sent), start).await;
     if let Err(e) = produced {
@@ -611,7 +667,12 @@ async fn e2e_bench(a: E2eBenchArgs) -> anyhow::Result<i32> {
     let c = summary(&received)?;
     timeout_warning(&outcome, &c, o.num_records, a.consumer.timeout_ms);
     if let Some(path) = &a.report.plot {
-        plot::draw(path, &format!("sluice bench e2e: {}", o.topic), "end-to-end latency", &c.series)?;
+        plot::draw(
+            path,
+            &format!("sluice bench e2e: {}", o.topic),
+            "end-to-end latency",
+            &c.series,
+        )?;
     }
     let doc = json!({
         "mode": "e2e",

@@ -8,9 +8,16 @@ use plotters::prelude::*;
 use super::stats::Sample;
 
 /// Draws `series` into an SVG file at `path`: MB/s on top, latency percentiles below.
-pub fn draw(path: &Path, title: &str, latency_label: &str, series: &[Sample]) -> anyhow::Result<()> {
+pub fn draw(
+    path: &Path,
+    title: &str,
+    latency_label: &str,
+    series: &[Sample],
+) -> anyhow::Result<()> {
     let root = SVGBackend::new(path, (960, 720)).into_drawing_area();
-    let err = |e: DrawingAreaErrorKind<std::io::Error>| anyhow::anyhow!("drawing {}: {e}", path.display());
+    let err = |e: DrawingAreaErrorKind<std::io::Error>| {
+        anyhow::anyhow!("drawing {}: {e}", path.display())
+    };
     root.fill(&WHITE).map_err(err)?;
     let root = root.titled(title, ("sans-serif", 22)).map_err(err)?;
     let (top, bottom) = root.split_vertically(340);
@@ -43,11 +50,7 @@ pub fn draw(path: &Path, title: &str, latency_label: &str, series: &[Sample]) ->
         .draw()
         .map_err(err)?;
 
-    let lat_max = series
-        .iter()
-        .map(|s| s.latency_ms.max)
-        .fold(1.0, f64::max)
-        * 1.1;
+    let lat_max = series.iter().map(|s| s.latency_ms.max).fold(1.0, f64::max) * 1.1;
     let mut chart = ChartBuilder::on(&bottom)
         .margin(12)
         .x_label_area_size(36)
@@ -75,7 +78,9 @@ pub fn draw(path: &Path, title: &str, latency_label: &str, series: &[Sample]) ->
             ))
             .map_err(err)?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
+            });
     }
     chart
         .configure_series_labels()

@@ -234,8 +234,8 @@ impl Producer {
                     .collect();
                 let mut req = ProduceRequest::default();
                 req.acks = self.spec.acks;
-                req.timeout_ms = i32::try_from(self.spec.request_timeout.as_millis())
-                    .unwrap_or(i32::MAX);
+                req.timeout_ms =
+                    i32::try_from(self.spec.request_timeout.as_millis()).unwrap_or(i32::MAX);
                 req.topic_data = vec![td];
                 let conn = &mut self.conns[c];
                 conn.pipe.send(&req, conn.version, !acks0).await?;
@@ -257,7 +257,11 @@ impl Producer {
 }
 
 /// Runs one producer to completion, adding to `stats`.
-pub async fn run(spec: ProducerSpec, stats: Arc<Mutex<Stats>>, start: Instant) -> anyhow::Result<()> {
+pub async fn run(
+    spec: ProducerSpec,
+    stats: Arc<Mutex<Stats>>,
+    start: Instant,
+) -> anyhow::Result<()> {
     if spec.partitions.is_empty() {
         bail!("topic '{}' has no partitions", spec.topic);
     }
@@ -287,7 +291,10 @@ pub async fn run(spec: ProducerSpec, stats: Arc<Mutex<Stats>>, start: Instant) -
         .await?;
         let version = pipe.version_for::<ProduceRequest>()?;
         if version >= 13 && spec.topic_id.is_nil() {
-            bail!("{addr} wants topic ids (Produce v13) but gave none for '{}'", spec.topic);
+            bail!(
+                "{addr} wants topic ids (Produce v13) but gave none for '{}'",
+                spec.topic
+            );
         }
         conns.push(Conn {
             pipe,
@@ -321,7 +328,9 @@ pub async fn run(spec: ProducerSpec, stats: Arc<Mutex<Stats>>, start: Instant) -
         let now = Instant::now();
         let allowed = match p.spec.throughput {
             None => total,
-            Some(r) => total.min((now.saturating_duration_since(start).as_secs_f64() * r) as u64 + 1),
+            Some(r) => {
+                total.min((now.saturating_duration_since(start).as_secs_f64() * r) as u64 + 1)
+            }
         };
         if generated < allowed && p.queued_bytes < p.spec.buffer_memory {
             let ts = now_ms();

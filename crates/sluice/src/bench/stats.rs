@@ -103,7 +103,9 @@ impl Stats {
 
     /// `count` records that each took `latency`.
     pub fn latency(&mut self, latency: Duration, count: u64) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let us = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         self.hist.saturating_record_n(us, count);
         self.window.saturating_record_n(us, count);
     }
@@ -145,7 +147,10 @@ impl Stats {
             self.tick(now);
         }
         let end = self.last.unwrap_or(now);
-        let elapsed = end.saturating_duration_since(self.start).as_secs_f64().max(1e-9);
+        let elapsed = end
+            .saturating_duration_since(self.start)
+            .as_secs_f64()
+            .max(1e-9);
         Summary {
             records: self.records,
             bytes: self.bytes,
@@ -202,6 +207,9 @@ mod tests {
         assert!(sum.latency_ms.avg > 2.0 && sum.latency_ms.avg < 20.0);
         assert_eq!(sum.series.len(), 2);
         let line = summary_line("sent", &sum, "latency");
-        assert!(line.starts_with("200 records sent, 100.0 records/sec"), "{line}");
+        assert!(
+            line.starts_with("200 records sent, 100.0 records/sec"),
+            "{line}"
+        );
     }
 }
