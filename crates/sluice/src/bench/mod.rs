@@ -224,6 +224,9 @@ async fn prepare_topic(
         }
         Err(e) => return Err(e.into()),
     }
+    // A new partition's leader may not act as one yet (Kafka answers NOT_LEADER_OR_FOLLOWER
+    // for a moment after CreateTopics): ListOffsets, retried, waits for every leader.
+    client.list_offsets(topic, &[], OffsetSpec::Latest).await?;
     let md = client.metadata(Some(&[topic.to_owned()])).await?;
     consume::leaders(&md, topic)
 }
