@@ -7,6 +7,9 @@ use plotters::prelude::*;
 
 use super::stats::Sample;
 
+/// A latency line: its name, colour and figure of a sample.
+type Line = (&'static str, RGBColor, fn(&Sample) -> f64);
+
 /// Draws `series` into an SVG file at `path`: MB/s on top, latency percentiles below.
 pub fn draw(
     path: &Path,
@@ -63,7 +66,7 @@ pub fn draw(
         .y_desc(format!("{latency_label} (ms)"))
         .draw()
         .map_err(err)?;
-    let lines: [(&str, RGBColor, fn(&Sample) -> f64); 5] = [
+    let lines: [Line; 5] = [
         ("p50", GREEN, |s| s.latency_ms.p50),
         ("p95", CYAN, |s| s.latency_ms.p95),
         ("p99", MAGENTA, |s| s.latency_ms.p99),
