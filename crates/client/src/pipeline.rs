@@ -220,7 +220,7 @@ mod tests {
         (key, RequestHeader::decode(&mut body, hv).unwrap())
     }
 
-    /// A broker that answers ApiVersions, then reads `n` Metadata v0 requests before it
+    /// A broker that answers ApiVersions, then reads `n` Metadata v1 requests before it
     /// answers any of them (so they must all be in flight at once), in order.
     async fn batching_broker(n: usize) -> String {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -236,7 +236,7 @@ mod tests {
             let mut resp = ApiVersionsResponse::default();
             resp.api_keys = vec![
                 ApiVersion::default().with_api_key(18).with_max_version(3),
-                ApiVersion::default().with_api_key(3).with_max_version(0),
+                ApiVersion::default().with_api_key(3).with_max_version(1),
             ];
             resp.encode(&mut out, 3).unwrap();
             let len = (out.len() - 4) as i32;
@@ -254,7 +254,7 @@ mod tests {
                 rh.encode(&mut out, 0).unwrap();
                 let mut resp = MetadataResponse::default();
                 resp.controller_id = kafka_protocol::messages::BrokerId(id);
-                resp.encode(&mut out, 0).unwrap();
+                resp.encode(&mut out, 1).unwrap();
                 let len = (out.len() - 4) as i32;
                 out[0..4].copy_from_slice(&len.to_be_bytes());
                 sock.write_all(&out).await.unwrap();
@@ -278,7 +278,7 @@ mod tests {
         .await
         .unwrap();
         let v = p.version_for::<MetadataRequest>().unwrap();
-        assert_eq!(v, 0);
+        assert_eq!(v, 1);
         let mut sent = Vec::new();
         for _ in 0..4 {
             sent.push(p.send(&MetadataRequest::default(), v, true).await.unwrap());
