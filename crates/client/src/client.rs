@@ -15,8 +15,8 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, FetchRequest, ListOffsetsRequest, MetadataRequest, MetadataResponse,
-    ProduceRequest, TopicName,
+    DescribeConfigsRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, MetadataResponse, ProduceRequest, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::{Request, StrBytes};
 use uuid::Uuid;
@@ -1009,6 +1009,33 @@ impl Client {
             base_offset: Some(pr.base_offset),
             log_append_time: pr.log_append_time_ms,
         })
+    }
+
+    /// Asks any broker for an idempotent producer id and epoch (InitProducerId without a
+    /// transactional id), retrying retriable errors.
+    pub async fn init_producer_id(&mut self) -> Result<(i64, i16)> {
+        let mut req = InitProducerIdRequest::default();
+        req.transactional_id = None;
+        req.transaction_timeout_ms = 60_000;
+        req.producer_id = ProducerId(-1);
+        req.producer_epoch = -1;
+        let mut attempt = 0;
+        loop {
+            let resp = self.send_any(&req).await?;
+            match ClientError::check(resp.error_code, None, || "InitProducerId".into()) {
+                Ok(()) => return Ok((resp.producer_id.0, resp.producer_epoch)),
+                Err(e) if e.is_retriable() && attempt < self.config.retries => {
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The `host:port` of broker `broker` (from cached metadata, refreshed when unknown).
+    pub async fn broker_address(&mut self, broker: i32) -> Result<String> {
+        self.broker_addr(broker).await
     }
 
     async fn broker_addr(&mut self, broker: i32) -> Result<String> {

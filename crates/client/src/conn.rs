@@ -356,6 +356,19 @@ impl Connection {
         }
     }
 
+    /// Takes the negotiated connection apart for [`crate::Pipeline`]: the stream, the
+    /// address, the client id, the next correlation id and the broker's version ranges.
+    pub(crate) fn into_parts(self) -> ConnParts {
+        ConnParts {
+            stream: self.stream,
+            addr: self.addr,
+            client_id: self.client_id,
+            next_correlation_id: self.next_correlation_id,
+            versions: self.versions,
+            request_timeout: self.request_timeout,
+        }
+    }
+
     fn timeout(&self, what: String, limit: Duration) -> ClientError {
         ClientError::Timeout {
             addr: self.addr.clone(),
@@ -365,12 +378,24 @@ impl Connection {
     }
 }
 
-enum FrameError {
+/// A negotiated connection's pieces (see [`Connection::into_parts`]).
+pub(crate) struct ConnParts {
+    pub(crate) stream: TcpStream,
+    pub(crate) addr: String,
+    pub(crate) client_id: String,
+    pub(crate) next_correlation_id: i32,
+    pub(crate) versions: HashMap<i16, (i16, i16)>,
+    pub(crate) request_timeout: Duration,
+}
+
+pub(crate) enum FrameError {
     Io(std::io::Error),
     TooLarge(i64),
 }
 
-async fn read_frame(stream: &mut TcpStream) -> std::result::Result<Bytes, FrameError> {
+pub(crate) async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+) -> std::result::Result<Bytes, FrameError> {
     let mut len_buf = [0u8; 4];
     stream
         .read_exact(&mut len_buf)
@@ -386,7 +411,7 @@ async fn read_frame(stream: &mut TcpStream) -> std::result::Result<Bytes, FrameE
     Ok(Bytes::from(body))
 }
 
-fn range_str(r: Option<(i16, i16)>) -> String {
+pub(crate) fn range_str(r: Option<(i16, i16)>) -> String {
     match r {
         Some((a, b)) => format!("{a}..={b}"),
         None => "none".into(),

@@ -10,6 +10,7 @@
 //! assign, sync, heartbeat, commit, leave with the classic protocol) is [`Membership`]; the
 //! caller keeps the fetch positions ([`FetchPosition`]) of the partitions it is assigned.
 
+mod batch;
 mod client;
 mod cluster;
 mod configs;
@@ -18,8 +19,12 @@ mod error;
 mod groups;
 mod membership;
 mod partitioner;
+mod pipeline;
 mod records;
 
+pub use batch::{
+    next_offset_after, walk_batches, BatchBuilder, ProducerFields, WalkSummary, BATCH_HEADER_LEN,
+};
 pub use client::{
     now_ms, parse_bootstrap, Acks, BrokerInfo, Client, ClientConfig, ClusterMetadata, ConfigEntry,
     ConfigSource, CreatedTopic, FetchOptions, FetchPosition, FetchedPartition, NewTopic,
@@ -43,6 +48,7 @@ pub use membership::{
     MemberSubscription, Membership, MembershipConfig,
 };
 pub use partitioner::{murmur2, partition_for_key, StickyPartitioner};
+pub use pipeline::{InFlight, Pipeline, PipelineFrame};
 pub use records::{
     decode_batches, encode_batch, set_base_offset, Compression, ConsumedRecord, DecodedRecords,
     ProduceRecord, TimestampKind,

@@ -1,6 +1,7 @@
 //! The `sluice` binary: broker and console tools.
 
 mod alloc;
+mod bench;
 mod broker_cmd;
 mod cli;
 
@@ -34,6 +35,8 @@ enum Command {
     Configs(cli::ConfigsArgs),
     /// Cluster status: nodes, metadata quorum (leader, voters' lag), partitions led.
     Cluster(cli::ClusterArgs),
+    /// Load generator: producer and consumer throughput, latency percentiles, end-to-end latency.
+    Bench(bench::BenchArgs),
     /// Print a shell completion script (e.g. `sluice completions bash > /etc/bash_completion.d/sluice`).
     Completions {
         /// Shell to complete for.
@@ -125,6 +128,7 @@ fn main() -> anyhow::Result<()> {
         Command::Groups(args) => cli::run(cli::Tool::Groups(args)),
         Command::Configs(args) => cli::run(cli::Tool::Configs(args)),
         Command::Cluster(args) => cli::run(cli::Tool::Cluster(args)),
+        Command::Bench(args) => cli::run(cli::Tool::Bench(args)),
         Command::Completions { shell } => write_stdout(&completions(shell)),
         Command::Man { command } => match man_page(&command) {
             Ok(page) => write_stdout(&page),

@@ -79,6 +79,8 @@ pub enum Tool {
     Configs(ConfigsArgs),
     /// `sluice cluster ...`
     Cluster(ClusterArgs),
+    /// `sluice bench ...`
+    Bench(crate::bench::BenchArgs),
 }
 
 /// Runs a console tool to completion and exits the process with its status.
@@ -102,6 +104,7 @@ pub fn run(tool: Tool) -> ! {
             Tool::Groups(args) => groups::run(args).await,
             Tool::Configs(args) => configs::run(args).await,
             Tool::Cluster(args) => cluster::run(args).await,
+            Tool::Bench(args) => crate::bench::run(args).await,
         }
     });
     // Do not wait for the blocking stdin reader thread (it may be parked in a read).
