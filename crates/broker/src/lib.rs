@@ -18,6 +18,7 @@ mod handlers;
 mod http;
 mod lag;
 mod lifecycle;
+mod memory;
 mod metrics;
 mod partition;
 mod producer_ids;

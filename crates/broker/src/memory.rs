@@ -3,17 +3,56 @@
 //! one pool of fixed size, so a client cannot make the broker allocate more by opening more
 //! connections, declaring huge frames or asking for huge fetches.
 //!
-//! - A request's body is leased before it is read: while the pool cannot give the declared
-//!   length, the connection is simply not read from (TCP pushes back on the sender). A frame
-//!   larger than the whole pool is still admitted when the pool is empty, so a request up to
-//!   `socket.request.max.bytes` always gets through eventually.
-//! - A fetch leases what it reads, partition by partition, up to what the pool has; a fetch
-//!   that finds the pool empty is answered smaller (or empty) instead of allocating. The lease
-//!   travels with the encoded response to the connection's writer and ends when it is written.
+//! - A request's body larger than [`SMALL_FRAME`] is leased from the request pool before it is
+//!   read: while the pool cannot give the declared length, the connection is simply not read
+//!   from (TCP pushes back on the sender). A frame larger than the whole pool is still admitted
+//!   when the pool is empty, so a request up to `socket.request.max.bytes` always gets through
+//!   eventually. Small frames (every ordinary request) are not held up by large ones waiting,
+//!   and a frame that is not complete within `connections.max.idle.ms` closes its connection.
+//! - A fetch leases what it reads, partition by partition, from a second pool of the same size
+//!   (so slow senders of large requests never starve consumers); a fetch that finds it empty
+//!   is answered smaller (or empty, after its wait) instead of allocating. The lease travels
+//!   with the encoded response to the connection's writer and ends when it is written.
 
+use std::cell::RefCell;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
+
+tokio::task_local! {
+    /// Leases taken while a request is handled that must live until its response is written.
+    static RESPONSE_LEASES: RefCell<Vec<Lease>>;
+}
+
+/// Runs a request handler and collects the leases it handed to [`hold_until_written`].
+pub async fn collect_leases<F: Future>(f: F) -> (F::Output, Vec<Lease>) {
+    RESPONSE_LEASES
+        .scope(RefCell::new(Vec::new()), async {
+            let out = f.await;
+            let leases = RESPONSE_LEASES.with(|l| l.take());
+            (out, leases)
+        })
+        .await
+}
+
+/// Keeps `leases` until the response of the request being handled is written (dropped at
+/// once outside [`collect_leases`], e.g. for a forwarded request).
+pub fn hold_until_written(leases: Vec<Lease>) {
+    let _ = RESPONSE_LEASES.try_with(|l| l.borrow_mut().extend(leases));
+}
+
+/// The pool size from `queued.max.request.bytes` (-1 or unset: [`default_pool_bytes`]).
+pub fn pool_bytes(settings: &sluice_controller::BrokerSettings) -> usize {
+    let max_request = usize::try_from(settings.socket_request_max_bytes().max(1)).unwrap_or(1);
+    match settings.get_i64("queued.max.request.bytes") {
+        Some(n) if n > 0 => usize::try_from(n).unwrap_or(usize::MAX),
+        _ => default_pool_bytes(max_request),
+    }
+}
+
+/// Frames up to this size are read without a lease (a connection holds at most one).
+pub const SMALL_FRAME: usize = 64 * 1024;
 
 /// A fixed-size pool of bytes.
 pub struct MemoryPool {
@@ -61,12 +100,8 @@ impl MemoryPool {
         })
     }
 
-    /// The pool's size.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Bytes leased now.
+    #[cfg(test)]
     pub fn used(&self) -> usize {
         *self.lock()
     }
@@ -129,7 +164,9 @@ impl MemoryPool {
 pub fn default_pool_bytes(socket_request_max_bytes: usize) -> usize {
     const MIB: usize = 1024 * 1024;
     let eighth = physical_memory_bytes().map_or(512 * MIB, |m| m / 8);
-    eighth.clamp(64 * MIB, 1024 * MIB).max(socket_request_max_bytes)
+    eighth
+        .clamp(64 * MIB, 1024 * MIB)
+        .max(socket_request_max_bytes)
 }
 
 /// Total memory of the machine (Linux `/proc/meminfo`), if known.
@@ -176,7 +213,10 @@ mod tests {
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert!(!waiter.is_finished(), "50 bytes do not fit while 80 are leased");
+        assert!(
+            !waiter.is_finished(),
+            "50 bytes do not fit while 80 are leased"
+        );
         drop(held);
         let got = tokio::time::timeout(Duration::from_secs(5), waiter)
             .await

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
-use sluice_protocol::frame::{read_frame, FrameError};
+use sluice_protocol::frame::{read_frame_body, read_frame_len, FrameError};
 use sluice_protocol::{decode_request, encode_response, ProtocolError};
 use tokio::io::{AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
@@ -23,6 +23,7 @@ use tokio::task::JoinSet;
 
 use crate::dirs::{lock_data_dir, read_meta, write_meta};
 use crate::handlers;
+use crate::memory::{self, Lease};
 use crate::state::Broker;
 use crate::{BrokerConfig, BrokerError};
 
@@ -426,16 +427,19 @@ async fn serve_connection(
     let peer = peer_addr.to_string();
     let client_host = format!("/{}", peer_addr.ip());
     let (mut rd, wr) = stream.into_split();
-    let (tx, mut rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
+    // A response travels with the memory leases of its bytes; they are given back once it
+    // has been handed to the socket.
+    let (tx, mut rx) = mpsc::channel::<(Bytes, Vec<Lease>)>(WRITE_QUEUE);
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-        while let Some(bytes) = rx.recv().await {
+        while let Some((bytes, leases)) = rx.recv().await {
             if wr.write_all(&bytes).await.is_err() {
                 return;
             }
             if rx.is_empty() && wr.flush().await.is_err() {
                 return;
             }
+            drop(leases);
         }
         let _ = wr.flush().await;
         let _ = wr.shutdown().await;
@@ -451,9 +455,23 @@ async fn serve_connection(
     } else {
         Duration::from_secs(365 * 24 * 3600)
     };
+    let pool = broker.memory.clone();
     loop {
+        // The body is read only once the pool has room for it: a connection declaring a
+        // large frame waits (unread) instead of making the broker allocate; one that makes no
+        // progress for connections.max.idle.ms is closed.
+        let read = async {
+            let len = read_frame_len(&mut rd, max).await?;
+            let lease = if len > memory::SMALL_FRAME {
+                Some(pool.acquire(len).await)
+            } else {
+                None
+            };
+            let body = read_frame_body(&mut rd, len).await?;
+            Ok::<_, FrameError>((body, lease))
+        };
         let frame = tokio::select! {
-            f = tokio::time::timeout(idle, read_frame(&mut rd, max)) => match f {
+            f = tokio::time::timeout(idle, read) => match f {
                 Ok(f) => f,
                 Err(_) => {
                     tracing::debug!(peer = %peer, "closing idle connection (connections.max.idle.ms)");
@@ -462,7 +480,7 @@ async fn serve_connection(
             },
             _ = stop.wait_for(|s| *s) => break,
         };
-        let frame = match frame {
+        let (frame, _request_lease) = match frame {
             Ok(f) => f,
             Err(FrameError::Closed) => break,
             Err(e) => {
@@ -478,7 +496,7 @@ async fn serve_connection(
             }) => {
                 tracing::debug!(peer = %peer, version, "ApiVersions version unsupported; answering per KIP-511");
                 let resp = sluice_protocol::unsupported_api_versions_response(correlation_id);
-                if tx.send(resp).await.is_err() {
+                if tx.send((resp, Vec::new())).await.is_err() {
                     break;
                 }
                 continue;
@@ -502,7 +520,7 @@ async fn serve_connection(
         // for a rebalance) are abandoned when the client goes away, so a dead connection does
         // not keep its task and buffers until the wait ends.
         let parks = matches!(api, ApiKey::Fetch | ApiKey::JoinGroup | ApiKey::SyncGroup);
-        let handled = handlers::handle(&broker, request, &client_host);
+        let handled = memory::collect_leases(handlers::handle(&broker, request, &client_host));
         let outcome = if parks {
             tokio::select! {
                 r = handled => Some(r),
@@ -515,6 +533,7 @@ async fn serve_connection(
             tracing::debug!(peer = %peer, api = ?api, "client closed the connection during a waiting request");
             break;
         };
+        let (outcome, leases) = outcome;
         let response = match outcome {
             Ok(r) => r,
             Err(e) => {
@@ -528,7 +547,7 @@ async fn serve_connection(
         let Some(body) = response else { continue };
         match encode_response(api, version, correlation_id, &body) {
             Ok(bytes) => {
-                if tx.send(bytes).await.is_err() {
+                if tx.send((bytes, leases)).await.is_err() {
                     break;
                 }
             }

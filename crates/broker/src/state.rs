@@ -62,6 +62,10 @@ pub struct Broker {
     pub reconciler: Reconciler,
     /// Replica fetchers and their stop flag.
     pub replication: crate::replica::Replication,
+    /// Memory of large requests being read (`queued.max.request.bytes`).
+    pub memory: Arc<crate::memory::MemoryPool>,
+    /// Memory of fetch responses being assembled or written (a pool of the same size).
+    pub fetch_memory: Arc<crate::memory::MemoryPool>,
     _lock: DirLock,
 }
 
@@ -109,6 +113,10 @@ impl Broker {
             partitions: PartitionTable::default(),
             reconciler,
             replication: crate::replica::Replication::default(),
+            memory: crate::memory::MemoryPool::new(crate::memory::pool_bytes(&config.settings)),
+            fetch_memory: crate::memory::MemoryPool::new(crate::memory::pool_bytes(
+                &config.settings,
+            )),
             _lock: lock,
             config,
         };

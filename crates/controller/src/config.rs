@@ -349,6 +349,8 @@ static BROKER_CONFIGS: &[ConfigDef] = &[
     def("offsets.topic.replication.factor", T::Short, Some("3"), &[], V::AtLeast(1),
         "Replication factor of __consumer_offsets (capped to the available brokers by Sluice)."),
     def("producer.id.expiration.ms", T::Int, Some("86400000"), &[], V::AtLeast(1), "Idle producer ids expire after this long."),
+    def("queued.max.request.bytes", T::Long, Some("-1"), &[], V::Any,
+        "Bytes of large requests (over 64 KiB) being read, broker-wide; a connection waits for room before such a request is read. Fetch responses in flight have a second pool of the same size (-1: an eighth of the machine's memory, between 64 MiB and 1 GiB, and at least socket.request.max.bytes)."),
     def("queued.max.requests", T::Int, Some("500"), &[], V::AtLeast(1), "Requests queued before network threads stop reading."),
     def("replica.alter.log.dirs.io.max.bytes.per.second", T::Long, Some(LONG_MAX_STR), &[], V::AtLeast(0),
         "Rate limit of moves between log directories (dynamic; Sluice has one log directory, so nothing is moved)."),

@@ -197,12 +197,15 @@ impl BatchHeader {
 
     /// Offset of the last record (`base_offset + last_offset_delta`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset + i64::from(self.last_offset_delta)
+        // Saturating: a header read from a damaged file must not overflow here; stored
+        // batches are checked for this range before they are used.
+        self.base_offset
+            .saturating_add(i64::from(self.last_offset_delta))
     }
 
     /// Offset following this batch.
     pub fn next_offset(&self) -> i64 {
-        self.last_offset() + 1
+        self.last_offset().saturating_add(1)
     }
 
     /// Compression codec id: 0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd.
@@ -326,6 +329,16 @@ pub fn validate_stored(buf: &[u8]) -> Result<BatchHeader, BatchError> {
         return Err(BatchError::Invalid(format!(
             "{} records do not fit in last offset delta {}",
             h.records_count, h.last_offset_delta
+        )));
+    }
+    if h.base_offset < 0
+        || h.base_offset
+            .checked_add(i64::from(h.last_offset_delta) + 1)
+            .is_none()
+    {
+        return Err(BatchError::Invalid(format!(
+            "base offset {} with last offset delta {} is out of range",
+            h.base_offset, h.last_offset_delta
         )));
     }
     if h.compression() == 0 && (h.records_count as usize) * MIN_RECORD_LEN > total - HEADER_LEN {
@@ -607,6 +620,30 @@ mod tests {
         assert_eq!(h.total_len(), b.len());
         assert_eq!(h.compression(), 0);
         assert!(!h.is_control() && !h.is_transactional() && !h.timestamp_type_log_append());
+    }
+
+    #[test]
+    fn stored_batch_with_an_offset_range_past_i64_is_refused() {
+        // A damaged segment: the base offset is near i64::MAX, so base + delta overflows.
+        let b = hand_batch(
+            i64::MAX - 1,
+            (-1, -1, -1),
+            &[
+                (1, None, Some(b"a")),
+                (2, None, Some(b"b")),
+                (3, None, None),
+            ],
+        );
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!(
+            h.last_offset(),
+            i64::MAX,
+            "saturates instead of overflowing"
+        );
+        assert_eq!(h.next_offset(), i64::MAX);
+        assert!(matches!(validate_stored(&b), Err(BatchError::Invalid(_))));
+        let neg = hand_batch(-5, (-1, -1, -1), &[(1, None, Some(b"a"))]);
+        assert!(matches!(validate_stored(&neg), Err(BatchError::Invalid(_))));
     }
 
     #[test]

@@ -1253,7 +1253,20 @@ impl Log {
         if first.base_offset >= upper_bound {
             return Ok(empty);
         }
-        let want = (max_bytes.max(first.total_len()) as u64).min(snap.size - start);
+        // `start` comes from the segment's own index and headers; a damaged file must give a
+        // clear error, not an underflow.
+        let remaining = snap
+            .size
+            .checked_sub(start)
+            .ok_or_else(|| StorageError::Corrupt {
+                file: snap.path.clone(),
+                position: start,
+                reason: format!(
+                    "a batch starts at byte {start}, past the segment's size {}",
+                    snap.size
+                ),
+            })?;
+        let want = (max_bytes.max(first.total_len()) as u64).min(remaining);
         let mut buf = BytesMut::zeroed(usize::try_from(want).unwrap_or(0));
         let n = snap
             .file

@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::{sb, CloseConnection};
 use crate::codes;
+use crate::memory::Lease;
 use crate::partition::{Partition, TopicRef};
 use crate::state::Broker;
 
@@ -72,11 +73,13 @@ pub async fn handle(
         for w in &mut waits {
             w.as_mut().enable();
         }
-        let (topics, bytes, errors) = read_once(broker, &req, version, &resolved);
+        let mut leases = Vec::new();
+        let (topics, bytes, errors) = read_once(broker, &req, version, &resolved, &mut leases);
         let done = bytes >= i64::from(req.min_bytes).max(1)
             || errors
             || tokio::time::Instant::now() >= deadline;
         if done {
+            crate::memory::hold_until_written(leases);
             broker
                 .metrics
                 .bytes_out
@@ -91,6 +94,19 @@ pub async fn handle(
             _ = tokio::time::sleep_until(deadline) => {}
         }
     }
+}
+
+/// The bytes one fetch response may carry: the client's `max_bytes` (none: unlimited), capped
+/// by the broker's `fetch.max.bytes`.
+pub(super) fn response_budget(broker: &Broker, asked: i32) -> i64 {
+    let cap = broker
+        .config
+        .settings
+        .get_i32("fetch.max.bytes")
+        .filter(|c| *c > 0)
+        .unwrap_or(57_671_680);
+    let asked = if asked <= 0 { i32::MAX } else { asked };
+    i64::from(asked.min(cap))
 }
 
 /// Completes when any of the waits does (a high watermark of a requested partition moved).
@@ -175,13 +191,10 @@ fn read_once(
     req: &FetchRequest,
     version: i16,
     resolved: &Resolved,
+    leases: &mut Vec<Lease>,
 ) -> (Vec<FetchableTopicResponse>, i64, bool) {
     let md = broker.metadata();
-    let mut budget: i64 = if req.max_bytes <= 0 {
-        i64::from(i32::MAX)
-    } else {
-        i64::from(req.max_bytes)
-    };
+    let mut budget = response_budget(broker, req.max_bytes);
     let mut total: i64 = 0;
     let mut any_error = false;
     let read_committed = req.isolation_level == 1;
@@ -233,9 +246,21 @@ fn read_once(
                 parts.push(pd);
                 continue;
             }
-            match h.log.read(p.fetch_offset, limit as usize, hw) {
+            // The bytes read are leased from the broker's memory pool; with the pool used up
+            // the partition is answered without data (the fetch waits and is answered
+            // smaller), never with an allocation beyond it.
+            let mut lease = broker
+                .fetch_memory
+                .acquire_up_to(usize::try_from(limit).unwrap_or(0));
+            if lease.bytes() == 0 && limit > 0 {
+                parts.push(pd);
+                continue;
+            }
+            match h.log.read(p.fetch_offset, lease.bytes(), hw) {
                 Ok(info) => {
                     let n = info.data.len() as i64;
+                    lease.shrink_to(info.data.len());
+                    leases.push(lease);
                     if n > limit && total > 0 {
                         // Oversized first batch allowed only as the very first data.
                     } else {

@@ -427,8 +427,8 @@ fn topic_ids_are_kafka_safe() {
 fn manual_assignment_is_kept_and_checked() {
     let mut md = md_with_brokers(4);
     let a = vec![vec![1, 2, 3], vec![4, 1, 2]];
-    let cmd = plan_create_topic_with_assignment(&md, "m", &a, &BTreeMap::new(), &defaults())
-        .unwrap();
+    let cmd =
+        plan_create_topic_with_assignment(&md, "m", &a, &BTreeMap::new(), &defaults()).unwrap();
     md.apply(&cmd).unwrap();
     let t = &md.topics["m"];
     assert_eq!(t.partitions[0].replicas, vec![1, 2, 3]);
