@@ -33,6 +33,7 @@ class RawConn:
         self.client_id = client_id
         self.next_cid = 1
         self.buf = b""
+        self.eof = False  # the broker closed the connection (seen by read)
 
     def close(self) -> None:
         self.sock.close()
@@ -52,7 +53,8 @@ class RawConn:
         return cid
 
     def read(self, timeout: float) -> tuple[int, bytes] | None:
-        """(correlation id, response body) of the next response; None on EOF or timeout."""
+        """(correlation id, response body) of the next response; None on EOF (then `eof` is
+        set) or timeout."""
         deadline = time.monotonic() + timeout
         while True:
             if len(self.buf) >= 4:
@@ -69,8 +71,10 @@ class RawConn:
             except socket.timeout:
                 return None
             except OSError:
+                self.eof = True
                 return None
             if not d:
+                self.eof = True
                 return None
             self.buf += d
 
