@@ -2,7 +2,7 @@
 when: a long-poll Fetch parked at the broker, a JoinGroup left waiting for a rebalance.
 
 Requests are hand-encoded at versions both Sluice and Apache Kafka 4.x accept (non-flexible
-versions, so no tagged fields): Fetch v4, JoinGroup v2, ApiVersions v0. `read_by_peer()` tells
+versions, so no tagged fields): Produce v3, Fetch v4, JoinGroup v2, ApiVersions v0. `read_by_peer()` tells
 from /proc/net/tcp when the broker has read everything sent on this connection (its end's
 receive queue is empty), which is the positive evidence a test needs before it acts on "the
 request is parked there now".
@@ -85,6 +85,14 @@ class RawConn:
         r = self.read(timeout)
         return r is not None and r[0] == cid
 
+    def produce(self, topic: str, partition: int, batch: bytes, acks: int = -1,
+                timeout_ms: int = 30000) -> int:
+        """Sends a Produce v3 of one record batch (does not wait); returns its correlation id."""
+        body = _str(None) + struct.pack(">hi", acks, timeout_ms)
+        body += struct.pack(">i", 1) + _str(topic)
+        body += struct.pack(">i", 1) + struct.pack(">i", partition) + _bytes(batch)
+        return self.send(0, 3, body)
+
     def fetch(self, topic: str, partition: int, offset: int, max_wait_ms: int,
               min_bytes: int = 1) -> int:
         """Sends a Fetch v4 (does not wait for the answer); returns its correlation id."""
@@ -135,6 +143,35 @@ def peer_rx_queue(client_port: int, broker_port: int) -> int | None:
         except FileNotFoundError:
             continue
     return None
+
+
+def record_batch(values: list[bytes], producer_id: int = -1, producer_epoch: int = -1,
+                 base_sequence: int = -1) -> bytes:
+    """A v2 record batch of `values` (no key, no compression), built by kafka-python."""
+    from kafka.record.default_records import DefaultRecordBatchBuilder
+
+    b = DefaultRecordBatchBuilder(magic=2, compression_type=0, is_transactional=0,
+                                  producer_id=producer_id, producer_epoch=producer_epoch,
+                                  base_sequence=base_sequence, batch_size=1 << 20)
+    now = int(time.time() * 1000)
+    for i, v in enumerate(values):
+        b.append(i, timestamp=now, key=None, value=v, headers=[])
+    return bytes(b.build())
+
+
+def produce_v3_partition(body: bytes) -> tuple[int, int]:
+    """(error code, base offset) of the single partition of a Produce v3 answer."""
+    i = 0
+    (topics,) = struct.unpack_from(">i", body, i)
+    i += 4
+    assert topics == 1, topics
+    (n,) = struct.unpack_from(">h", body, i)
+    i += 2 + n
+    (parts,) = struct.unpack_from(">i", body, i)
+    i += 4
+    assert parts == 1, parts
+    _, err, base = struct.unpack_from(">ihq", body, i)
+    return err, base
 
 
 def fetch_v4_partition(body: bytes) -> tuple[int, int, bytes]:
