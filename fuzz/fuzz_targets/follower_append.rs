@@ -6,25 +6,7 @@
 //! so the stored-batch checks behind the CRC see fuzzed headers.
 #![no_main]
 
-use std::path::Path;
-use std::sync::Arc;
-
 use libfuzzer_sys::fuzz_target;
-use sluice_fuzz::batches_from;
-use sluice_storage::{Log, LogConfig, MemoryBackend};
 
-fuzz_target!(|data: &[u8]| {
-    let Some(buf) = batches_from(data) else {
-        return;
-    };
-    let backend = Arc::new(MemoryBackend::new());
-    let Ok(log) = Log::open(backend, Path::new("/f"), LogConfig::default()) else {
-        return;
-    };
-    if let Ok(info) = log.append_as_follower(&buf) {
-        if info.record_count > 0 {
-            let back = log.read(0, usize::MAX, i64::MAX).expect("read what was appended");
-            assert_eq!(&back.data[..], &buf[..], "a follower keeps the leader's bytes");
-        }
-    }
-});
+// The body lives in sluice_fuzz::targets so that `cargo test` replays the corpus through it.
+fuzz_target!(|data: &[u8]| sluice_fuzz::targets::follower_append(data));

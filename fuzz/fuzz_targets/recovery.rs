@@ -13,9 +13,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sluice_fuzz::RecoveryInput;
 
-fuzz_target!(|data: &[u8]| {
-    let input = RecoveryInput::parse(data);
-    input.run();
-});
+// The body lives in sluice_fuzz::targets so that `cargo test` replays the corpus through it.
+fuzz_target!(|data: &[u8]| sluice_fuzz::targets::recovery(data));

@@ -253,7 +253,10 @@ def test_create_topics_validate_only(broker, topic):
         [NewTopic(topic, num_partitions=2, replication_factor=1)], validate_only=True
     )[topic]
     assert fut.result(timeout=30) is None
-    time.sleep(0.5)
+    # Not a fixed sleep: a topic created after it (create_topic waits until metadata shows it)
+    # is a barrier, since metadata is applied in order, a created validate-only topic would
+    # be visible by then.
+    create_topic(broker.bootstrap, topic + "-barrier", 1)
     assert not topic_exists(broker.bootstrap, topic)
     # Invalid requests are still rejected in validate-only mode.
     bad = a.create_topics([NewTopic(topic, num_partitions=0, replication_factor=1)],

@@ -101,3 +101,39 @@ def test_restart_twice_with_unflushed_tail(fresh_broker, topic):
     got = confluent_consume(b.bootstrap, topic, 1, len(all_recs), timeout=45)
     assert [r.value for r in got] == [v for _, v in all_recs]
     assert [r.offset for r in got] == list(range(len(all_recs)))
+
+
+def test_second_broker_on_a_locked_data_dir_refuses_to_start(fresh_broker, topic):
+    """README: the data dir is "locked while a broker runs". A second `sluice broker` on it
+    (other ports) must exit at once with an error naming the lock, change nothing, and leave the
+    first broker serving."""
+    import subprocess
+
+    from helpers import free_port, port_free
+
+    b = fresh_broker
+    if b.external:
+        pytest.skip("starts a second Sluice on the first one's data dir")
+    create_topic(b.bootstrap, topic, 1)
+    first = [(b"k", f"v{i}".encode()) for i in range(3)]
+    confluent_produce(b.bootstrap, topic, first, acks="all")
+    files = {p: p.stat().st_size for p in b.data_dir.rglob("*") if p.is_file() and p.suffix == ".log"}
+
+    port2 = free_port()
+    cmd = b.command()
+    for flag in ("--listen", "--advertised"):
+        cmd[cmd.index(flag) + 1] = f"127.0.0.1:{port2}"
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    out = p.stdout + p.stderr
+    assert p.returncode != 0, f"second broker on a locked data dir exited 0:\n{out[-3000:]}"
+    assert "lock" in out.lower() and str(b.data_dir) in out, \
+        f"the refusal does not name the lock and the data dir:\n{out[-3000:]}"
+    assert port_free(port2), "the second broker left a listener behind"
+    assert {p: p.stat().st_size for p in files} == files, "the second broker changed the logs"
+
+    # The first broker is unaffected: it still serves, and the data is whole.
+    more = [(b"k", b"v3")]
+    confluent_produce(b.bootstrap, topic, more, acks="all")
+    got = confluent_consume(b.bootstrap, topic, 1, 4)
+    assert [r.value for r in got] == [v for _, v in first + more]
+    assert b.proc is not None and b.proc.poll() is None

@@ -140,34 +140,30 @@ def test_offset_out_of_range_error_kafka_python(broker, topic):
 
 
 def test_long_poll_delivers_new_records_promptly(broker, topic):
+    """A Fetch parked at the end of the log (max_wait 20 s) is answered as soon as a record is
+    appended, not when its wait ends. The Fetch goes over a raw connection so that the test
+    knows it is parked: the record is produced only once the broker has read the Fetch off its
+    socket (rawkafka.read_by_peer), so a broker that is merely slow cannot make a fetch that
+    ignores appends look prompt (it would find the record on its first read)."""
+    from rawkafka import RawConn, fetch_v4_partition
+
     create_topic(broker.bootstrap, topic, 1)
-    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": unique("g"), "enable.auto.commit": False,
-                  "fetch.wait.max.ms": 5000})
-    received = []
-    try:
-        c.assign([TopicPartition(topic, 0, OFFSET_END)])
-        # Let the consumer settle into waiting fetches at the end of the log.
-        for _ in range(6):
-            c.poll(0.25)
-
-        def later():
-            time.sleep(1.0)
-            confluent_produce(broker.bootstrap, topic, [(None, b"wake-up", None, 0)], acks="all")
-
-        t = threading.Thread(target=later)
-        t.start()
-        start = time.monotonic()
-        deadline = start + 20
-        while not received and time.monotonic() < deadline:
-            m = c.poll(0.1)
-            if m is not None and not m.error():
-                received.append((m.value(), time.monotonic() - start))
-        t.join()
-    finally:
-        c.close()
-    assert received and received[0][0] == b"wake-up"
-    # Produced after ~1s; a long-polling fetch must not sit out its full 5 s wait.
-    assert received[0][1] < 4.0, f"record arrived after {received[0][1]:.1f}s"
+    with RawConn(broker.port) as fc:
+        assert fc.api_versions()
+        sent = time.monotonic()
+        cid = fc.fetch(topic, 0, 0, max_wait_ms=20_000)
+        fc.read_by_peer()
+        confluent_produce(broker.bootstrap, topic, [(None, b"wake-up", None, 0)], acks="all")
+        acked = time.monotonic()
+        resp = fc.read(30)
+        got = time.monotonic()
+    assert resp is not None and resp[0] == cid, "the parked fetch was not answered"
+    err, hw, records = fetch_v4_partition(resp[1])
+    assert (err, hw) == (0, 1) and b"wake-up" in records, (err, hw, records[:100])
+    # Woken by the append: well before the fetch's own 20 s deadline, and soon after the ack.
+    assert got - sent < 15.0 and got - acked < 5.0, (
+        f"parked fetch answered {got - sent:.1f}s after it was sent, {got - acked:.1f}s after "
+        f"the record was acknowledged: not woken by the append")
 
 
 def test_log_append_time(broker, topic):

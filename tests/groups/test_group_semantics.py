@@ -16,9 +16,12 @@ Members run one poll loop each in a thread of their own; waits are bounded.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import signal
 import threading
 import time
+import urllib.request
 import uuid
 
 import pytest
@@ -43,6 +46,21 @@ def wait_until(pred, timeout: float, what) -> None:
     if pred():
         return
     raise AssertionError(f"timed out after {timeout}s: {what() if callable(what) else what}")
+
+
+def group_doc(broker, group: str) -> dict:
+    """The coordinator's view of a group (GET /v1/groups/{group}): state, generation, members."""
+    with urllib.request.urlopen(f"http://{broker.http}/v1/groups/{group}", timeout=10) as r:
+        return json.loads(r.read())
+
+
+def requests_total(broker, api: str) -> float:
+    """sluice_requests_total{api=API} from /metrics: requests of that API the broker handled."""
+    with urllib.request.urlopen(f"http://{broker.http}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(r'^sluice_requests_total\{[^}]*api="%s"[^}]*\} (\S+)$' % re.escape(api), text,
+                  re.M)
+    return float(m.group(1)) if m else 0.0
 
 
 def create_topic(broker, topic: str, partitions: int) -> None:
@@ -411,6 +429,8 @@ def test_static_member_rejoins_without_rebalance(broker):
     b2 = None
     try:
         pa, pb = wait_stable([a, b], [2, 2], 4)
+        before = group_doc(broker, group)
+        assert before["state"] == "Stable", before
         mark = a.n_events()
         b.close()  # static: no LeaveGroup
         t_closed = time.monotonic()
@@ -419,7 +439,22 @@ def test_static_member_rejoins_without_rebalance(broker):
                    lambda: f"returning static member did not get {sorted(pb)} back: {b2}")
         took = time.monotonic() - t_closed
         assert took < 6.0, f"rejoin took {took:.1f}s, not within the session timeout"
-        time.sleep(2.5)  # a couple of heartbeats: a rebalance would show by now
+        # Whether b2's JoinGroup started a rebalance was decided before b2 got its partitions:
+        # the coordinator's own record must show the same generation, still Stable, with b's
+        # instance id now under a new member id. (No fixed sleep: a slow broker cannot hide a
+        # rebalance from this.) Then a couple of heartbeat rounds answered since the rejoin, in
+        # which a rebalance would have been signalled to a.
+        hb = requests_total(broker, "Heartbeat")
+        wait_until(lambda: requests_total(broker, "Heartbeat") >= hb + 4, 20,
+                   "four heartbeats answered after the static member came back")
+        after = group_doc(broker, group)
+        ids = lambda d: {m["group_instance_id"]: m["member_id"] for m in d["members"]}  # noqa: E731
+        assert (after["generation"], after["state"]) == (before["generation"], "Stable"), (
+            f"static member's return started a rebalance: generation {before['generation']} -> "
+            f"{after['generation']}, state {after['state']}, members {ids(after)}")
+        assert set(ids(after)) == set(ids(before)) == {f"{group}-inst-a", f"{group}-inst-b"}, after
+        assert ids(after)[f"{group}-inst-b"] != ids(before)[f"{group}-inst-b"], (
+            f"the returning static member kept the old member id: {after}")
         assert b2.parts() == pb, b2
         assert a.events_since(mark) == [], (
             f"{a.name} saw rebalance callbacks after static member b left and came back: "
@@ -545,7 +580,10 @@ def test_three_client_libraries_share_group(broker):
 
         wait_until(lambda: set(owners()) >= set(produced), 30,
                    lambda: f"consumed {len(owners())} of {len(produced)}: {members}")
-        time.sleep(0.5)
+        # No sleep for late duplicates: a record can be consumed twice only by members holding
+        # the same partition, and the assignments are disjoint and each member consumed only
+        # from its own (checked below), whatever arrives later.
+        assert sorted(p for a in final for p in a) == [0, 1, 2], final
         own = owners()
         dup = {po: who for po, who in own.items() if len(who) > 1}
         assert not dup, f"records consumed by more than one member: {list(dup.items())[:5]}"

@@ -42,6 +42,22 @@ def produce(bootstrap: str, topic: str, values: list[bytes], timestamp: int | No
     return [got[i] for i in range(len(values))]
 
 
+def retention_caught_up(bootstrap: str, name: str) -> None:
+    """Positive evidence, instead of a fixed sleep, that a complete retention pass ran after
+    this call: two canary topics, the second written only once the first was trimmed, each
+    holding a day-old record that retention.ms=60000 deletes. The pass that trimmed the first
+    canary started after it was written and, since the second canary was trimmed too, has
+    finished (passes run one after another), so it visited every other log: a negative check
+    after this cannot pass merely because the broker is slow."""
+    old = int(time.time() * 1000) - DAY_MS
+    for i in range(2):
+        canary = f"{name}-canary{i}"
+        create_topic(bootstrap, canary, 1, {"retention.ms": "60000"})
+        produce(bootstrap, canary, [b"day-old"], timestamp=old)
+        wait_for(lambda: watermarks(bootstrap, canary), lambda w: w == (1, 1), RETENTION_TIMEOUT_S,
+                 f"retention to delete the canary {canary}")
+
+
 def earliest_via_admin(bootstrap: str, topic: str) -> int:
     admin = AdminClient({"bootstrap.servers": bootstrap})
     tp = TopicPartition(topic, 0)
@@ -105,7 +121,7 @@ def test_time_retention_keeps_segment_with_recent_records(broker, topic):
     # (rightly) expired for a moment before the recent ones arrived.
     produce(b, topic, [b"new-%d" % i for i in range(10)])
     produce(b, topic, [b"old-%d" % i for i in range(10)], timestamp=old)
-    time.sleep(1.5)  # several retention passes (every 200 ms)
+    retention_caught_up(b, topic)
     assert watermarks(b, topic) == (0, 20), "a segment whose newest record is recent was deleted"
     got = read_partition(b, topic)
     assert [s.timestamp for s in got[10:]] == [old] * 10, "the producer's old CreateTime was not kept"
@@ -122,7 +138,7 @@ def test_size_retention_deletes_oldest_segments(broker, topic):
 
     low, high = wait_for(lambda: watermarks(b, topic), lambda w: w[0] > 0, RETENTION_TIMEOUT_S,
                          f"retention.bytes to delete the oldest segments of {topic}")
-    time.sleep(1.0)  # let further passes finish, then the state must be stable
+    retention_caught_up(b, topic)  # further passes ran: the state must be stable
     low, high = watermarks(b, topic)
     assert high == n
     kept = high - low
@@ -152,7 +168,7 @@ def test_lowering_retention_ms_on_a_live_topic(broker, topic):
     create_topic(b, topic, 1, {"segment.ms": "100"})
     old = int(time.time() * 1000) - DAY_MS
     produce(b, topic, [b"old-%d" % i for i in range(20)], timestamp=old)
-    time.sleep(1.0)
+    retention_caught_up(b, topic)
     assert watermarks(b, topic) == (0, 20), "day-old records deleted under the 7-day default retention"
 
     admin = AdminClient({"bootstrap.servers": b})

@@ -450,31 +450,190 @@ async fn kip74_first_batch_larger_than_max_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connection_limits_and_idle_timeout() {
+    // The idle timeout is long enough that the two held connections cannot go idle-closed
+    // between being served and the third connection's check, even on a starved machine.
     let b = TestBroker::start(&[
         ("max.connections.per.ip", "2"),
-        ("connections.max.idle.ms", "500"),
+        ("connections.max.idle.ms", "3000"),
     ])
     .await;
-    // (TestBroker::start's readiness probe connected once; that connection is closed by now.)
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let mut a = Conn::open(&b.addr).await;
-    let mut c2 = Conn::open(&b.addr).await;
-    a.send(3, &ApiVersionsRequest::default()).await;
-    c2.send(3, &ApiVersionsRequest::default()).await;
-    let mut third = Conn::open(&b.addr).await;
+    // TestBroker::start's readiness probe may still hold a slot for a moment: retry until
+    // served instead of sleeping.
+    let mut a = Conn::open_answered(&b.addr, "127.0.0.1").await;
+    let _c2 = Conn::open_answered(&b.addr, "127.0.0.1").await;
+    // A third connection from the same IP is closed without an answer. (Its request is the
+    // test: an idle connection would also be closed, by the idle timeout, but only after its
+    // request had been answered.)
+    let mut third = Conn::open_from(&b.addr, "127.0.0.1").await;
     assert!(
-        third.closed().await,
-        "third connection from one IP is refused"
+        third
+            .try_send(3, &ApiVersionsRequest::default())
+            .await
+            .is_none(),
+        "a third connection from one IP was served despite max.connections.per.ip=2"
     );
+    // Another IP is not limited by this IP's count.
+    let mut other = Conn::open_from(&b.addr, "127.0.0.2").await;
+    assert_eq!(
+        other
+            .send(3, &ApiVersionsRequest::default())
+            .await
+            .error_code,
+        0
+    );
+    drop(other);
     // Idle connections are closed after connections.max.idle.ms.
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    assert!(a.closed().await, "idle connection closed");
-    // Slots are released, so new connections work again.
-    let mut d = Conn::open(&b.addr).await;
+    assert!(
+        a.closed_within(Duration::from_secs(15)).await,
+        "idle connection not closed"
+    );
+    // Slots are released, so new connections from that IP are served again.
+    let mut d = Conn::open_answered(&b.addr, "127.0.0.1").await;
     assert_eq!(
         d.send(3, &ApiVersionsRequest::default()).await.error_code,
         0
     );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_max_connections() {
+    // One connection per source IP, so max.connections.per.ip plays no part.
+    let b = TestBroker::start(&[("max.connections", "2")]).await;
+    let a = Conn::open_answered(&b.addr, "127.0.0.2").await;
+    let mut c = Conn::open_answered(&b.addr, "127.0.0.3").await;
+    let mut third = Conn::open_from(&b.addr, "127.0.0.4").await;
+    assert!(
+        third
+            .try_send(3, &ApiVersionsRequest::default())
+            .await
+            .is_none(),
+        "a third connection was served despite max.connections=2"
+    );
+    // The held connections still work, and closing one frees its slot.
+    assert_eq!(
+        c.send(3, &ApiVersionsRequest::default()).await.error_code,
+        0
+    );
+    drop(a);
+    let mut d = Conn::open_answered(&b.addr, "127.0.0.5").await;
+    assert_eq!(
+        d.send(3, &ApiVersionsRequest::default()).await.error_code,
+        0
+    );
+    // ...and the broker is full again.
+    let mut e = Conn::open_from(&b.addr, "127.0.0.6").await;
+    assert!(
+        e.try_send(3, &ApiVersionsRequest::default())
+            .await
+            .is_none(),
+        "a connection over max.connections=2 was served after a slot was reused"
+    );
+    b.stop().await;
+}
+
+/// KIP-320: a Fetch or ListOffsets naming a leader epoch older than the partition's gets
+/// FENCED_LEADER_EPOCH (74), a newer one UNKNOWN_LEADER_EPOCH (75); the current one or -1 (no
+/// check) is served. (Produce carries no leader epoch in Kafka's protocol.) A restart of a
+/// single node re-elects its leaderships, which moves the leader epoch on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_epoch_fencing_in_fetch_and_list_offsets() {
+    let dir = tempfile::tempdir().unwrap();
+    let addr = free_addr();
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
+    let mut c = Conn::open(&addr).await;
+    assert_eq!(create_topic(&mut c, "epochs", 1).await, 0);
+    let (err, _) = produce(
+        &mut c,
+        "epochs",
+        0,
+        batch(&[("k", "v")], Compression::None, -1, 0),
+    )
+    .await;
+    assert_eq!(err, 0);
+    let epoch_of = |md: &MetadataResponse| md.topics[0].partitions[0].leader_epoch;
+    let md = c
+        .send(12, &MetadataRequest::default().with_topics(None))
+        .await;
+    let first = epoch_of(&md);
+    drop(c);
+    b.stop().await;
+    let b = TestBroker::launch(dir.path(), &addr, &[], None).await;
+    let mut c = Conn::open(&addr).await;
+    // The partition is led again once the restarted node is unfenced.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let epoch = loop {
+        let md = c
+            .send(12, &MetadataRequest::default().with_topics(None))
+            .await;
+        let p = &md.topics[0].partitions[0];
+        if p.error_code == 0 && p.leader_id.0 >= 0 {
+            break p.leader_epoch;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no leader after restart: {p:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        epoch > first,
+        "leader epoch did not move on across a restart ({first} -> {epoch})"
+    );
+
+    let fetch_at = |leader_epoch: i32| {
+        FetchRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_max_wait_ms(0)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("epochs")))
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(0)
+                    .with_current_leader_epoch(leader_epoch)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)])])
+    };
+    let list_at = |leader_epoch: i32| {
+        ListOffsetsRequest::default()
+            .with_replica_id(BrokerId(-1))
+            .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
+                .with_name(TopicName(StrBytes::from_static_str("epochs")))
+                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
+                    .with_partition_index(0)
+                    .with_current_leader_epoch(leader_epoch)
+                    .with_timestamp(-1)])])
+    };
+    for (leader_epoch, want) in [
+        (epoch - 1, 74), // FENCED_LEADER_EPOCH: the client's view is older
+        (first, 74),
+        (epoch + 1, 75), // UNKNOWN_LEADER_EPOCH: the client is ahead of this broker
+        (epoch + 100, 75),
+        (epoch, 0),
+        (-1, 0), // no epoch: no check
+    ] {
+        let r = c.send(12, &fetch_at(leader_epoch)).await;
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(
+            p.error_code, want,
+            "Fetch v12 with current_leader_epoch {leader_epoch} (partition at {epoch})"
+        );
+        if want == 0 {
+            assert_eq!(values(p.records.clone().unwrap_or_default()).len(), 1);
+        } else {
+            assert!(
+                p.records.as_ref().map_or(true, |r| r.is_empty()),
+                "a fenced fetch returned records"
+            );
+        }
+        let r = c.send(7, &list_at(leader_epoch)).await;
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(
+            p.error_code, want,
+            "ListOffsets v7 with current_leader_epoch {leader_epoch} (partition at {epoch})"
+        );
+        if want == 0 {
+            assert_eq!(p.offset, 1);
+        }
+    }
     b.stop().await;
 }
 

@@ -121,7 +121,41 @@ impl Conn {
         }
     }
 
+    /// A connection from a given local IP (any 127.0.0.0/8 address reaches a loopback
+    /// listener), so that tests can open connections from several "clients".
+    pub async fn open_from(addr: &str, local_ip: &str) -> Conn {
+        let sock = tokio::net::TcpSocket::new_v4().unwrap();
+        sock.bind(format!("{local_ip}:0").parse().unwrap()).unwrap();
+        Conn {
+            s: sock.connect(addr.parse().unwrap()).await.unwrap(),
+            next: 1,
+        }
+    }
+
+    /// A connection from `local_ip` whose first request (ApiVersions) was answered: retries
+    /// (bounded by 15 s) while the broker refuses it, e.g. until a freed slot is released.
+    pub async fn open_answered(addr: &str, local_ip: &str) -> Conn {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut c = Conn::open_from(addr, local_ip).await;
+            if c.try_send(3, &ApiVersionsRequest::default()).await.is_some() {
+                return c;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no connection from {local_ip} to {addr} was served within 15 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn send<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
+        self.try_send(version, req).await.expect("response")
+    }
+
+    /// Sends `req` and reads its answer; None when the broker closed the connection instead
+    /// (or did not answer within 10 s).
+    pub async fn try_send<R: Request>(&mut self, version: i16, req: &R) -> Option<R::Response> {
         let cid = self.next;
         self.next += 1;
         let mut buf = BytesMut::new();
@@ -136,11 +170,11 @@ impl Conn {
         req.encode(&mut buf, version).unwrap();
         let len = (buf.len() - 4) as i32;
         buf[0..4].copy_from_slice(&len.to_be_bytes());
-        self.s.write_all(&buf).await.unwrap();
-        let mut frame = self.read_frame().await.expect("response");
+        self.s.write_all(&buf).await.ok()?;
+        let mut frame = self.read_frame().await?;
         let hdr = ResponseHeader::decode(&mut frame, R::Response::header_version(version)).unwrap();
         assert_eq!(hdr.correlation_id, cid);
-        R::Response::decode(&mut frame, version).unwrap()
+        Some(R::Response::decode(&mut frame, version).unwrap())
     }
 
     pub async fn read_frame(&mut self) -> Option<Bytes> {
@@ -156,9 +190,14 @@ impl Conn {
 
     /// True when the broker closed the connection.
     pub async fn closed(&mut self) -> bool {
+        self.closed_within(Duration::from_secs(5)).await
+    }
+
+    /// True when the broker closes the connection within `limit`.
+    pub async fn closed_within(&mut self, limit: Duration) -> bool {
         let mut b = [0u8; 1];
         matches!(
-            tokio::time::timeout(Duration::from_secs(5), self.s.read(&mut b)).await,
+            tokio::time::timeout(limit, self.s.read(&mut b)).await,
             Ok(Ok(0)) | Ok(Err(_))
         )
     }
