@@ -532,7 +532,11 @@ pub mod targets {
                 let back = log
                     .read(0, usize::MAX, i64::MAX)
                     .expect("read what was appended");
-                assert_eq!(&back.data[..], &buf[..], "a follower keeps the leader's bytes");
+                assert_eq!(
+                    &back.data[..],
+                    &buf[..],
+                    "a follower keeps the leader's bytes"
+                );
             }
         }
     }

@@ -570,7 +570,10 @@ async fn leader_epoch_fencing_in_fetch_and_list_offsets() {
         if p.error_code == 0 && p.leader_id.0 >= 0 {
             break p.leader_epoch;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no leader after restart: {p:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no leader after restart: {p:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(
@@ -597,10 +600,12 @@ async fn leader_epoch_fencing_in_fetch_and_list_offsets() {
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![list_offsets_request::ListOffsetsTopic::default()
                 .with_name(TopicName(StrBytes::from_static_str("epochs")))
-                .with_partitions(vec![list_offsets_request::ListOffsetsPartition::default()
-                    .with_partition_index(0)
-                    .with_current_leader_epoch(leader_epoch)
-                    .with_timestamp(-1)])])
+                .with_partitions(vec![
+                    list_offsets_request::ListOffsetsPartition::default()
+                        .with_partition_index(0)
+                        .with_current_leader_epoch(leader_epoch)
+                        .with_timestamp(-1),
+                ])])
     };
     for (leader_epoch, want) in [
         (epoch - 1, 74), // FENCED_LEADER_EPOCH: the client's view is older

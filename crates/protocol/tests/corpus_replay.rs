@@ -74,7 +74,12 @@ fn replay(target: &str, corpus_of: &str, min: usize, body: fn(&[u8])) {
 
 #[test]
 fn request_header_corpus() {
-    replay("request_header", "request_header", 100, targets::request_header);
+    replay(
+        "request_header",
+        "request_header",
+        100,
+        targets::request_header,
+    );
 }
 
 #[test]

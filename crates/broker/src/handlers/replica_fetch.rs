@@ -20,7 +20,6 @@ use uuid::Uuid;
 
 use super::sb;
 use crate::codes;
-use crate::memory::Lease;
 use crate::partition::mono_ms;
 use crate::replica::throttle::Throttle;
 use crate::state::Broker;
@@ -49,20 +48,12 @@ pub async fn handle(
         for w in &mut waits {
             w.as_mut().enable();
         }
-        let mut leases = Vec::new();
-        let (topics, bytes, urgent) = read_once(
-            broker,
-            &req,
-            version,
-            &resolved,
-            (replica, broker_epoch),
-            &mut leases,
-        );
+        let (topics, bytes, urgent) =
+            read_once(broker, &req, version, &resolved, replica, broker_epoch);
         if bytes >= i64::from(req.min_bytes).max(1)
             || urgent
             || tokio::time::Instant::now() >= deadline
         {
-            crate::memory::hold_until_written(leases);
             let mut resp = FetchResponse::default();
             resp.responses = topics;
             return resp;
@@ -80,8 +71,8 @@ fn read_once(
     req: &FetchRequest,
     version: i16,
     resolved: &super::fetch::Resolved,
-    (replica, broker_epoch): (i32, i64),
-    leases: &mut Vec<Lease>,
+    replica: i32,
+    broker_epoch: i64,
 ) -> (Vec<FetchableTopicResponse>, i64, bool) {
     let mut budget = super::fetch::response_budget(broker, req.max_bytes);
     let mut total = 0i64;
@@ -158,18 +149,12 @@ fn read_once(
                 parts.push(pd);
                 continue;
             }
-            let mut lease = broker
-                .fetch_memory
-                .acquire_up_to(usize::try_from(limit).unwrap_or(0));
-            if lease.bytes() == 0 && limit > 0 {
-                parts.push(pd);
-                continue;
-            }
-            match p.log.read(fp.fetch_offset, lease.bytes(), i64::MAX) {
+            // Followers are brokers of this cluster, bounded by their own
+            // replica.fetch.response.max.bytes: they do not compete with consumers for the
+            // fetch-response pool, so consumer load can never starve replication.
+            match p.log.read(fp.fetch_offset, limit as usize, i64::MAX) {
                 Ok(info) => {
                     let n = info.data.len() as i64;
-                    lease.shrink_to(info.data.len());
-                    leases.push(lease);
                     if throttled {
                         quota.record(n as u64, mono_ms());
                     }

@@ -138,7 +138,10 @@ impl Conn {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
         loop {
             let mut c = Conn::open_from(addr, local_ip).await;
-            if c.try_send(3, &ApiVersionsRequest::default()).await.is_some() {
+            if c.try_send(3, &ApiVersionsRequest::default())
+                .await
+                .is_some()
+            {
                 return c;
             }
             assert!(
