@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_controller::{Committed, ControllerError, Metadata, MetadataCommand, Quorum};
-use sluice_storage::{Backend, FileBackend};
+use sluice_storage::{Backend, FileBackend, VolatileBackend};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -85,7 +85,7 @@ impl Broker {
         backend: Option<Arc<dyn Backend>>,
         quorum: Quorum,
     ) -> Result<Broker, BrokerError> {
-        let backend = backend.unwrap_or_else(|| Arc::new(FileBackend::new()) as Arc<dyn Backend>);
+        let backend = backend.unwrap_or_else(default_backend);
         let reconciler = Reconciler::new(
             config.node_id,
             config.data_dir.clone(),
@@ -289,4 +289,18 @@ pub(crate) fn read_partition_metadata(dir: &Path) -> Option<Uuid> {
     text.lines()
         .find_map(|l| l.strip_prefix("topic_id:"))
         .and_then(|v| Uuid::parse_str(v.trim()).ok())
+}
+
+/// The logs' file system: the real one, or for power-loss tests
+/// (`SLUICE_TEST_VOLATILE_WRITES=1`) one that keeps unsynced bytes in memory, so SIGKILL loses
+/// exactly what a power cut would.
+fn default_backend() -> Arc<dyn Backend> {
+    if std::env::var("SLUICE_TEST_VOLATILE_WRITES").is_ok_and(|v| v == "1") {
+        tracing::warn!(
+            "SLUICE_TEST_VOLATILE_WRITES=1: unsynced log writes stay in memory (tests only)"
+        );
+        Arc::new(VolatileBackend::new())
+    } else {
+        Arc::new(FileBackend::new())
+    }
 }

@@ -115,6 +115,7 @@ mod log;
 mod producer;
 mod scan;
 mod snapshot;
+pub mod volatile;
 
 #[cfg(test)]
 mod proptests;
@@ -124,6 +125,7 @@ use std::path::PathBuf;
 
 pub use backend::{Backend, BackendFile, FileBackend, MemoryBackend};
 pub use log::Log;
+pub use volatile::VolatileBackend;
 
 /// Per-log configuration (names follow Kafka's topic configs).
 #[derive(Debug, Clone)]
