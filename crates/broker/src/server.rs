@@ -348,14 +348,52 @@ async fn wait_for_cluster_id(quorum: &sluice_controller::Quorum) -> String {
     }
 }
 
-/// Resolves when the peer has closed its side (EOF) or the socket failed. If the client sent
-/// more bytes (a pipelined request), it never resolves: those bytes are read after the current
-/// request, and the client is evidently still there.
-async fn peer_closed(rd: &mut tokio::net::tcp::OwnedReadHalf) {
-    let mut probe = [0u8; 1];
-    match rd.peek(&mut probe).await {
-        Ok(0) | Err(_) => {}
-        Ok(_) => std::future::pending().await,
+/// Bytes a client may pipeline behind a waiting request that are read ahead (to see whether
+/// it closed the connection) before the watch gives up until the request ends.
+const READ_AHEAD_MAX: usize = 1024 * 1024;
+
+/// The connection's read half with the bytes read ahead while a request waited: frame reads
+/// take those first.
+struct ConnReader {
+    rd: tokio::net::tcp::OwnedReadHalf,
+    ahead: bytes::BytesMut,
+}
+
+impl tokio::io::AsyncRead for ConnReader {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if !self.ahead.is_empty() {
+            let n = self.ahead.len().min(buf.remaining());
+            let chunk = self.ahead.split_to(n);
+            buf.put_slice(&chunk);
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut self.rd).poll_read(cx, buf)
+    }
+}
+
+/// Completes when the client closes its side of the connection (EOF or an error). Bytes it
+/// sends meanwhile (pipelined requests) are kept in `ahead` for the frame reader, up to
+/// [`READ_AHEAD_MAX`]; past that the watch waits for the request to end.
+async fn peer_closed(conn: &mut ConnReader) {
+    use tokio::io::AsyncReadExt;
+    loop {
+        if conn.ahead.len() >= READ_AHEAD_MAX {
+            return std::future::pending().await;
+        }
+        let room = READ_AHEAD_MAX - conn.ahead.len();
+        conn.ahead.reserve(room.min(64 * 1024));
+        match (&mut conn.rd)
+            .take(room as u64)
+            .read_buf(&mut conn.ahead)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
     }
 }
 
@@ -426,7 +464,11 @@ async fn serve_connection(
 ) {
     let peer = peer_addr.to_string();
     let client_host = format!("/{}", peer_addr.ip());
-    let (mut rd, wr) = stream.into_split();
+    let (rd, wr) = stream.into_split();
+    let mut rd = ConnReader {
+        rd,
+        ahead: bytes::BytesMut::new(),
+    };
     // A response travels with the memory leases of its bytes; they are given back once it
     // has been handed to the socket.
     let (tx, mut rx) = mpsc::channel::<(Bytes, Vec<Lease>)>(WRITE_QUEUE);

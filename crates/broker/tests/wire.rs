@@ -625,7 +625,7 @@ async fn leader_epoch_fencing_in_fetch_and_list_offsets() {
             assert_eq!(values(p.records.clone().unwrap_or_default()).len(), 1);
         } else {
             assert!(
-                p.records.as_ref().map_or(true, |r| r.is_empty()),
+                p.records.as_ref().is_none_or(|r| r.is_empty()),
                 "a fenced fetch returned records"
             );
         }
