@@ -79,3 +79,23 @@ def test_parked_join_group_released_when_client_disconnects(broker):
         a.close()
         if b is not None:
             b.close()
+
+
+def test_parked_fetch_released_when_client_closes_after_pipelining(broker):
+    """The same, with one more request pipelined behind the parked Fetch before the client goes
+    away (a client that pipelines, or one that crashes mid-write). Fails today: the peer-close
+    race (server.rs peer_closed) peeks, sees the pipelined bytes and never resolves, so the
+    connection is held until the Fetch's own max_wait_ms. Found by the soak (SOAK_STRICT_HUNG)."""
+    topic = f"disc-p-{uuid.uuid4().hex[:10]}"
+    broker.cli("topics", "create", topic, "--partitions", "1")
+    base = connections(broker)
+    c = RawConn(broker.port)
+    assert c.api_versions()
+    c.fetch(topic, 0, 0, max_wait_ms=60_000)
+    c.send(18, 0, b"")  # ApiVersions, pipelined behind the parked fetch
+    c.read_by_peer()
+    wait_connections(broker, base + 1, 10, "the fetching connection is open")
+    c.close()
+    took = wait_connections(broker, base, RELEASE_WITHIN_S,
+                            "parked Fetch with a pipelined request after its client closed")
+    print(f"released {took:.2f}s after the close")

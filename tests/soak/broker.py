@@ -114,6 +114,18 @@ class Broker:
                 return int(v)
         return None
 
+    def reserved_bytes(self):
+        """Address space jemalloc holds (mapped + retained bytes from /metrics), or None. A
+        huge up-front reservation shows here even when it costs no memory: with the kernel's
+        overcommit on, jemalloc maps with MAP_NORESERVE, so reserving 100 GB for a lying array
+        count succeeds instead of aborting, and the range is retained afterwards."""
+        got = {}
+        for name, v in self.metrics().items():
+            for k in ("mapped", "retained"):
+                if name.startswith(f"sluice_allocator_{k}_bytes"):
+                    got[k] = int(v)
+        return sum(got.values()) if len(got) == 2 else None
+
     def tail(self, n=4000):
         try:
             with open(self.log_path, "rb") as f:
