@@ -1255,17 +1255,7 @@ impl Log {
         }
         // `start` comes from the segment's own index and headers; a damaged file must give a
         // clear error, not an underflow.
-        let remaining = snap
-            .size
-            .checked_sub(start)
-            .ok_or_else(|| StorageError::Corrupt {
-                file: snap.path.clone(),
-                position: start,
-                reason: format!(
-                    "a batch starts at byte {start}, past the segment's size {}",
-                    snap.size
-                ),
-            })?;
+        let remaining = bytes_after(&snap.path, snap.size, start)?;
         let want = (max_bytes.max(first.total_len()) as u64).min(remaining);
         let mut buf = BytesMut::zeroed(usize::try_from(want).unwrap_or(0));
         let n = snap
@@ -1727,6 +1717,17 @@ fn read_exact(snap: &SegSnap, pos: u64, len: usize) -> Result<Vec<u8>> {
 mod clean;
 mod follower;
 mod retention;
+
+/// Bytes of a segment of `size` bytes from `start` on. `start` comes from the segment's own
+/// index and headers; a damaged file must give a clear error, not an underflow.
+fn bytes_after(path: &Path, size: u64, start: u64) -> Result<u64> {
+    size.checked_sub(start)
+        .ok_or_else(|| StorageError::Corrupt {
+            file: path.to_path_buf(),
+            position: start,
+            reason: format!("a batch starts at byte {start}, past the segment's size {size}"),
+        })
+}
 
 #[cfg(test)]
 mod clean_tests;

@@ -864,3 +864,14 @@ fn throughput_smoke() {
     let _log = Log::open(Arc::new(FileBackend), t.path(), LogConfig::default()).unwrap();
     eprintln!("reopen after close: {:?}", start.elapsed());
 }
+
+#[test]
+fn a_batch_start_past_the_segment_end_is_a_corrupt_error_not_an_underflow() {
+    let p = std::path::Path::new("/x/00000000000000000000.log");
+    assert_eq!(super::bytes_after(p, 100, 40).unwrap(), 60);
+    assert_eq!(super::bytes_after(p, 100, 100).unwrap(), 0);
+    match super::bytes_after(p, 100, 101) {
+        Err(StorageError::Corrupt { position, .. }) => assert_eq!(position, 101),
+        other => panic!("expected a corrupt-segment error, got {other:?}"),
+    }
+}
