@@ -65,6 +65,20 @@ def fetch_v4(topic: str, partitions: int, correlation_id: int) -> bytes:
     return struct.pack(">i", len(body)) + body
 
 
+CHUNK = b"\0" * (64 * 1024)
+
+
+def trickle(tricklers: list[list]) -> None:
+    """Sends a little more of each trickler's frame, as far as its socket takes it."""
+    for t in tricklers:
+        s, sent = t
+        if sent < TRICKLED:
+            try:
+                t[1] += s.send(CHUNK)
+            except OSError:  # BlockingIOError included: the broker is not reading it
+                pass
+
+
 def read_frame(s: socket.socket) -> int:
     head = b""
     while len(head) < 4:
@@ -136,7 +150,6 @@ def test_trickled_frames_and_huge_fetches_stay_bounded():
             t.start()
         # The tricklers: a ~100 MiB Produce frame declared, 1 MiB of it sent.
         tricklers = []
-        chunk = b"\0" * (64 * 1024)
         for _ in range(TRICKLERS):
             s = socket.create_connection(("127.0.0.1", b.port), timeout=30)
             s.setblocking(False)
@@ -154,13 +167,7 @@ def test_trickled_frames_and_huge_fetches_stay_bounded():
                          on_delivery=lambda e, m: done.__setitem__("acked", done["acked"] + (e is None)))
             prod.poll(0)
             if i % 100 == 0:
-                for t in tricklers:  # trickle a little more on every socket
-                    s, sent = t
-                    if sent < TRICKLED:
-                        try:
-                            t[1] += s.send(chunk)
-                        except (BlockingIOError, OSError):
-                            pass
+                trickle(tricklers)
         assert prod.flush(120) == 0
         assert done["acked"] == 2000
         c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"g-{real}",
@@ -169,13 +176,7 @@ def test_trickled_frames_and_huge_fetches_stay_bounded():
         got = 0
         deadline = time.monotonic() + 120
         while got < 2000 and time.monotonic() < deadline:
-            for t in tricklers:
-                s, sent = t
-                if sent < TRICKLED:
-                    try:
-                        t[1] += s.send(chunk)
-                    except (BlockingIOError, OSError):
-                        pass
+            trickle(tricklers)
             m = c.poll(0.2)
             if m is not None and m.error() is None:
                 got += 1
