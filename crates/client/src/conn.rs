@@ -238,14 +238,7 @@ impl Connection {
 
     /// The version we will use for request type `R` with this broker.
     pub fn version_for<R: Request>(&self) -> Result<i16> {
-        let ours = (R::VERSIONS.min, R::VERSIONS.max);
-        let theirs = self.broker_versions(R::KEY);
-        negotiate(ours, theirs).ok_or_else(|| ClientError::UnsupportedApi {
-            addr: self.addr.clone(),
-            api: api_name(R::KEY),
-            ours: range_str(Some(ours)),
-            theirs: range_str(theirs),
-        })
+        version_for::<R>(&self.addr, self.broker_versions(R::KEY))
     }
 
     /// Sends `req` with the negotiated version and waits for its response.
@@ -409,6 +402,18 @@ pub(crate) async fn read_frame<S: tokio::io::AsyncRead + Unpin>(
     let mut body = vec![0u8; len_usize];
     stream.read_exact(&mut body).await.map_err(FrameError::Io)?;
     Ok(Bytes::from(body))
+}
+
+/// The highest version of `R` both we and a broker at `addr` advertising `theirs` support,
+/// or UnsupportedApi naming both ranges.
+pub(crate) fn version_for<R: Request>(addr: &str, theirs: Option<(i16, i16)>) -> Result<i16> {
+    let ours = (R::VERSIONS.min, R::VERSIONS.max);
+    negotiate(ours, theirs).ok_or_else(|| ClientError::UnsupportedApi {
+        addr: addr.to_string(),
+        api: api_name(R::KEY),
+        ours: range_str(Some(ours)),
+        theirs: range_str(theirs),
+    })
 }
 
 pub(crate) fn range_str(r: Option<(i16, i16)>) -> String {

@@ -18,7 +18,7 @@ use tokio::net::tcp::OwnedWriteHalf;
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use crate::conn::{api_name, encode_request, negotiate, range_str, read_frame, FrameError};
+use crate::conn::{api_name, encode_request, read_frame, FrameError};
 use crate::error::{ClientError, Result};
 use crate::Connection;
 
@@ -119,14 +119,7 @@ impl Pipeline {
 
     /// The highest version of `R` both sides support.
     pub fn version_for<R: Request>(&self) -> Result<i16> {
-        let ours = (R::VERSIONS.min, R::VERSIONS.max);
-        let theirs = self.broker_versions(R::KEY);
-        negotiate(ours, theirs).ok_or_else(|| ClientError::UnsupportedApi {
-            addr: self.addr.clone(),
-            api: api_name(R::KEY),
-            ours: range_str(Some(ours)),
-            theirs: range_str(theirs),
-        })
+        crate::conn::version_for::<R>(&self.addr, self.broker_versions(R::KEY))
     }
 
     /// Requests sent whose answers have not been matched yet.

@@ -9,15 +9,11 @@ use std::sync::Arc;
 
 use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaElectionResult};
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, TopicName};
-use sluice_controller::{plan_elect_leaders, ControllerError, ElectionType, PartitionElection};
+use sluice_controller::{plan_elect_leaders, ElectionType, PartitionElection};
 
 use super::sb;
 use crate::codes;
 use crate::state::Broker;
-
-/// How often an election whose commit was refused (the state moved between planning and
-/// commit) is planned again before its partitions are answered with the commit's error.
-const ATTEMPTS: usize = 3;
 
 pub async fn handle(
     broker: &Arc<Broker>,
@@ -40,34 +36,16 @@ pub async fn handle(
         return error_response(&req, codes::INVALID_REQUEST, &msg, version);
     };
     let _g = broker.admin_lock.lock().await;
-    let mut last_error: Option<ControllerError> = None;
-    let mut results = Vec::new();
-    for _ in 0..ATTEMPTS {
-        let md = broker.metadata();
-        let plan = plan_elect_leaders(&md, kind, asked.as_deref());
-        results = plan.results;
-        let Some(cmd) = plan.command else {
-            last_error = None;
-            break;
-        };
-        match broker.commit(cmd).await {
-            Ok(_) => {
-                last_error = None;
-                let elected = results.iter().filter(|r| r.error.is_none()).count();
-                tracing::info!(?kind, elected, "leader election committed");
-                break;
-            }
-            Err(e) => {
-                tracing::debug!("leader election refused at commit ({e}); planning again");
-                last_error = Some(e);
-            }
-        }
-    }
-    if let Some(e) = last_error {
-        for r in results.iter_mut().filter(|r| r.error.is_none()) {
-            r.error = Some(e.clone());
-        }
-    }
+    let results = super::replan::plan_and_commit(
+        broker,
+        "leader election",
+        |md| {
+            let plan = plan_elect_leaders(md, kind, asked.as_deref());
+            (plan.results, plan.command)
+        },
+        |r: &mut PartitionElection| &mut r.error,
+    )
+    .await;
     let mut resp = ElectLeadersResponse::default();
     resp.error_code = codes::NONE;
     resp.replica_election_results = group(&req, results);
@@ -158,6 +136,7 @@ mod tests {
     use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
 
     use super::*;
+    use sluice_controller::ControllerError;
 
     fn req(tps: Option<Vec<(&str, Vec<i32>)>>) -> ElectLeadersRequest {
         let mut r = ElectLeadersRequest::default();

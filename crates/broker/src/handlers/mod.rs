@@ -17,6 +17,7 @@ mod metadata;
 mod produce;
 mod producer;
 mod reassign;
+mod replan;
 mod replica_fetch;
 
 use std::sync::Arc;

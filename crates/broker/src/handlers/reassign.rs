@@ -27,9 +27,6 @@ use super::sb;
 use crate::codes;
 use crate::state::Broker;
 
-/// How often a plan whose commit was refused (the state moved in between) is made again.
-const ATTEMPTS: usize = 3;
-
 pub async fn alter(
     broker: &Arc<Broker>,
     req: AlterPartitionReassignmentsRequest,
@@ -49,34 +46,16 @@ pub async fn alter(
     // v0 has no AllowReplicationFactorChange: changes of the replica count are allowed.
     let allow_rf_change = version == 0 || req.allow_replication_factor_change;
     let _g = broker.admin_lock.lock().await;
-    let mut results = Vec::new();
-    let mut last_error: Option<ControllerError> = None;
-    for _ in 0..ATTEMPTS {
-        let md = broker.metadata();
-        let plan = plan_reassignments(&md, &changes, allow_rf_change);
-        results = plan.results;
-        let Some(cmd) = plan.command else {
-            last_error = None;
-            break;
-        };
-        match broker.commit(cmd).await {
-            Ok(_) => {
-                last_error = None;
-                let accepted = results.iter().filter(|r| r.2.is_none()).count();
-                tracing::info!(accepted, "partition reassignments committed");
-                break;
-            }
-            Err(e) => {
-                tracing::debug!("reassignment refused at commit ({e}); planning again");
-                last_error = Some(e);
-            }
-        }
-    }
-    if let Some(e) = last_error {
-        for r in results.iter_mut().filter(|r| r.2.is_none()) {
-            r.2 = Some(e.clone());
-        }
-    }
+    let results = super::replan::plan_and_commit(
+        broker,
+        "partition reassignment",
+        |md| {
+            let plan = plan_reassignments(md, &changes, allow_rf_change);
+            (plan.results, plan.command)
+        },
+        |r: &mut (String, i32, Option<ControllerError>)| &mut r.2,
+    )
+    .await;
     let mut results = results.into_iter();
     let mut resp = AlterPartitionReassignmentsResponse::default();
     resp.allow_replication_factor_change = allow_rf_change;

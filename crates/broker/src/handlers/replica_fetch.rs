@@ -142,9 +142,8 @@ fn read_once(
                 continue;
             }
             // A throttled replica out of the ISR gets nothing while the quota is used up.
-            let throttled = throttle.is_active()
-                && throttle.applies(&p.topic, p.index)
-                && !p.replica_set().isr.contains(&replica);
+            let throttled =
+                throttle.applies(&p.topic, p.index) && !p.replica_set().isr.contains(&replica);
             if throttled && throttle.exceeded(quota, mono_ms()) {
                 parts.push(pd);
                 continue;

@@ -7,10 +7,10 @@
 //! rates. Other broker configs are static (set at start) and are refused with Kafka's
 //! "Cannot update these configs dynamically" error.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use super::{AlterConfigOp, Metadata, MetadataCommand};
-use crate::config::{self, parse_list, BrokerSettings, ConfigError, ConfigType};
+use super::{apply_config_ops, AlterConfigOp, Metadata, MetadataCommand};
+use crate::config::{self, BrokerSettings, ConfigError, ConfigType};
 use crate::error::ControllerError;
 
 /// Broker configs that may be changed at run time.
@@ -67,54 +67,24 @@ pub fn plan_alter_broker_configs(
 ) -> Result<MetadataCommand, ControllerError> {
     check_resource(resource)?;
     let current = md.broker_configs.get(resource);
-    let mut seen = BTreeSet::new();
     let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
     if replace {
         for k in current.into_iter().flat_map(|c| c.keys()) {
             changes.insert(k.clone(), None);
         }
     }
-    for (key, op, value) in ops {
-        if !seen.insert(key.as_str()) {
-            return Err(ControllerError::InvalidRequest(format!(
-                "Error due to duplicate config keys: {key}"
-            )));
-        }
-        match op {
-            AlterConfigOp::Set => {
-                let v = value.clone().ok_or_else(|| {
-                    ControllerError::InvalidRequest(format!("Null value not supported for {key}"))
-                })?;
-                changes.insert(key.clone(), Some(v));
-            }
-            AlterConfigOp::Delete => {
-                changes.insert(key.clone(), None);
-            }
-            AlterConfigOp::Append | AlterConfigOp::Subtract => {
-                let is_list =
-                    config::broker_config_def(key).is_some_and(|d| d.kind == ConfigType::List);
-                if !is_list {
-                    return Err(ControllerError::InvalidConfig(format!(
-                        "Config value append/subtract is not allowed for config key: {key}"
-                    )));
-                }
-                let mut items =
-                    parse_list(current.and_then(|c| c.get(key)).map_or("", String::as_str));
-                let given = parse_list(value.as_deref().unwrap_or(""));
-                if *op == AlterConfigOp::Append {
-                    items.extend(
-                        given
-                            .into_iter()
-                            .filter(|g| !items.contains(g))
-                            .collect::<Vec<_>>(),
-                    );
-                } else {
-                    items.retain(|i| !given.contains(i));
-                }
-                changes.insert(key.clone(), Some(items.join(",")));
-            }
-        }
-    }
+    // Unknown keys are reported by `check_changes`, with the rest of the broker's rules.
+    apply_config_ops(
+        ops,
+        &mut changes,
+        |key| Ok(config::broker_config_def(key).is_some_and(|d| d.kind == ConfigType::List)),
+        |key| {
+            current
+                .and_then(|c| c.get(key))
+                .cloned()
+                .unwrap_or_default()
+        },
+    )?;
     check_changes(resource, &changes)?;
     Ok(MetadataCommand::AlterBrokerConfigs {
         resource: resource.to_string(),

@@ -909,26 +909,24 @@ impl AlterConfigOp {
     }
 }
 
-/// Plans an IncrementalAlterConfigs request for one topic. APPEND/SUBTRACT start from the
-/// current effective value (override, broker setting or default) and are only allowed for
-/// list configs. A config named twice is INVALID_REQUEST.
-pub fn plan_incremental_alter_configs(
-    md: &Metadata,
-    name: &str,
+/// Turns IncrementalAlterConfigs operations into changes (`Some` = set, `None` = remove), on top
+/// of those already in `changes`. `is_list(key)` is whether the config is a list (or the error
+/// for a key the resource does not know); APPEND/SUBTRACT work on `current(key)` and only on
+/// lists. A key named twice is INVALID_REQUEST, a SET without a value too.
+pub(super) fn apply_config_ops(
     ops: &[(String, AlterConfigOp, Option<String>)],
-    broker: &BrokerSettings,
-) -> Result<MetadataCommand, ControllerError> {
-    let topic = md.topics.get(name).ok_or_else(|| unknown_topic(name))?;
+    changes: &mut BTreeMap<String, Option<String>>,
+    is_list: impl Fn(&str) -> Result<bool, ControllerError>,
+    current: impl Fn(&str) -> String,
+) -> Result<(), ControllerError> {
     let mut seen = BTreeSet::new();
-    let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
     for (key, op, value) in ops {
         if !seen.insert(key.as_str()) {
             return Err(ControllerError::InvalidRequest(format!(
                 "Error due to duplicate config keys: {key}"
             )));
         }
-        let def = config::topic_config_def(key)
-            .ok_or_else(|| ControllerError::from(config::ConfigError::Unknown(key.clone())))?;
+        let list = is_list(key)?;
         match op {
             AlterConfigOp::Set => {
                 let v = value.clone().ok_or_else(|| {
@@ -940,15 +938,12 @@ pub fn plan_incremental_alter_configs(
                 changes.insert(key.clone(), None);
             }
             AlterConfigOp::Append | AlterConfigOp::Subtract => {
-                if def.kind != ConfigType::List {
+                if !list {
                     return Err(ControllerError::InvalidConfig(format!(
                         "Config value append/subtract is not allowed for config key: {key}"
                     )));
                 }
-                let current = resolve_topic_config(key, &topic.configs, broker)
-                    .and_then(|r| r.value)
-                    .unwrap_or_default();
-                let mut items = parse_list(&current);
+                let mut items = parse_list(&current(key));
                 let given = parse_list(value.as_deref().unwrap_or(""));
                 if *op == AlterConfigOp::Append {
                     for g in given {
@@ -963,6 +958,34 @@ pub fn plan_incremental_alter_configs(
             }
         }
     }
+    Ok(())
+}
+
+/// Plans an IncrementalAlterConfigs request for one topic. APPEND/SUBTRACT start from the
+/// current effective value (override, broker setting or default) and are only allowed for
+/// list configs. A config named twice is INVALID_REQUEST.
+pub fn plan_incremental_alter_configs(
+    md: &Metadata,
+    name: &str,
+    ops: &[(String, AlterConfigOp, Option<String>)],
+    broker: &BrokerSettings,
+) -> Result<MetadataCommand, ControllerError> {
+    let topic = md.topics.get(name).ok_or_else(|| unknown_topic(name))?;
+    let mut changes: BTreeMap<String, Option<String>> = BTreeMap::new();
+    apply_config_ops(
+        ops,
+        &mut changes,
+        |key| {
+            config::topic_config_def(key)
+                .map(|d| d.kind == ConfigType::List)
+                .ok_or_else(|| ControllerError::from(config::ConfigError::Unknown(key.into())))
+        },
+        |key| {
+            resolve_topic_config(key, &topic.configs, broker)
+                .and_then(|r| r.value)
+                .unwrap_or_default()
+        },
+    )?;
     plan_alter_configs(md, name, &changes)
 }
 
