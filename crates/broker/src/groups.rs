@@ -689,7 +689,16 @@ async fn writer_task(broker: Weak<Broker>, mut rx: mpsc::UnboundedReceiver<Persi
                 Ok(buf) => {
                     let epoch = h.leader_epoch();
                     let h2 = h.clone();
-                    match tokio::task::spawn_blocking(move || h2.append_as_leader(buf)).await {
+                    let append = move || {
+                        let checked =
+                            sluice_storage::batch::Checked::new(buf.freeze()).map_err(|e| {
+                                crate::partition::PartitionError::from(
+                                    sluice_storage::StorageError::from(e),
+                                )
+                            })?;
+                        h2.append_as_leader(&checked)
+                    };
+                    match tokio::task::spawn_blocking(append).await {
                         Ok(Ok(info)) => {
                             // Like acks=all: the write counts once the ISR has it. Waited
                             // for off the writer, so later writes keep flowing.

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use bytes::BytesMut;
 use sluice_controller::{Metadata, PartitionInfo, TopicConfig};
 use sluice_replication::{Completion, IsrChange, LeaderState, ReplicationConfig};
 use sluice_storage::{AppendInfo, Log, LogConfig, StorageError};
@@ -566,7 +565,10 @@ impl Partition {
     /// Appends a batch as leader at the current leader epoch, then advances the high
     /// watermark. NOT_LEADER_OR_FOLLOWER (as [`PartitionError::NotLeader`]) when not leader.
     /// Blocking when the log's flush policy syncs.
-    pub fn append_as_leader(&self, records: BytesMut) -> Result<AppendInfo, PartitionError> {
+    pub fn append_as_leader(
+        &self,
+        records: &sluice_storage::batch::Checked,
+    ) -> Result<AppendInfo, PartitionError> {
         let s = self.read_state();
         if s.role != Role::Leader {
             return Err(PartitionError::NotLeader {
@@ -575,7 +577,7 @@ impl Partition {
                 role: s.role,
             });
         }
-        let info = self.log.append(records, s.leader_epoch)?;
+        let info = self.log.append_checked(records, s.leader_epoch)?;
         if !info.duplicate {
             self.appended.notify_waiters();
             let hw = self
@@ -844,6 +846,12 @@ pub(crate) mod tests {
         ))
     }
 
+    use bytes::BytesMut;
+
+    fn checked(b: BytesMut) -> sluice_storage::batch::Checked {
+        sluice_storage::batch::Checked::new(b.freeze()).expect("a valid batch")
+    }
+
     fn batch() -> BytesMut {
         use kafka_protocol::records::{
             Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
@@ -936,7 +944,10 @@ pub(crate) mod tests {
             table.leader(&md, TopicRef::Name("t"), 0).err(),
             Some(codes::NOT_LEADER_OR_FOLLOWER)
         );
-        let err = p.append_as_leader(batch()).err().map(|e| e.code());
+        let err = p
+            .append_as_leader(&checked(batch()))
+            .err()
+            .map(|e| e.code());
         assert_eq!(err, Some(codes::NOT_LEADER_OR_FOLLOWER));
         assert_eq!(p.log.log_end_offset(), 0);
 
@@ -968,7 +979,7 @@ pub(crate) mod tests {
         wa.as_mut().enable();
         wb.as_mut().enable();
 
-        let info = a.append_as_leader(batch()).expect("append");
+        let info = a.append_as_leader(&checked(batch())).expect("append");
         assert_eq!(info.base_offset, 0);
         assert_eq!(a.high_watermark(), 1);
         assert_eq!(b.high_watermark(), 0);
@@ -1040,7 +1051,7 @@ pub(crate) mod tests {
             [(1, 10), (2, 20), (3, 30)].into_iter().collect();
         p.set_eligible_brokers(&eligible);
         assert_eq!(p.check_enough_replicas(), Ok(()));
-        let info = p.append_as_leader(batch()).expect("append");
+        let info = p.append_as_leader(&checked(batch())).expect("append");
         let required = info.last_offset + 1;
         // Nothing is committed until every ISR member has fetched past the write.
         assert_eq!(p.high_watermark(), 0);

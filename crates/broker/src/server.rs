@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ResponseKind};
 use sluice_protocol::frame::{read_frame_body, read_frame_len, FrameError};
 use sluice_protocol::{decode_request, encode_response, ProtocolError};
 use tokio::io::{AsyncWriteExt, BufWriter};
@@ -471,12 +471,16 @@ async fn serve_connection(
     };
     // A response travels with the memory leases of its bytes; they are given back once it
     // has been handed to the socket.
-    let (tx, mut rx) = mpsc::channel::<(Bytes, Vec<Lease>)>(WRITE_QUEUE);
+    // A response is one or more chunks written back to back (a Fetch response's records are
+    // chunks of their own, written from the bytes read from the log, uncopied).
+    let (tx, mut rx) = mpsc::channel::<(Vec<Bytes>, Vec<Lease>)>(WRITE_QUEUE);
     let writer = tokio::spawn(async move {
         let mut wr = BufWriter::with_capacity(64 * 1024, wr);
-        while let Some((bytes, leases)) = rx.recv().await {
-            if wr.write_all(&bytes).await.is_err() {
-                return;
+        while let Some((chunks, leases)) = rx.recv().await {
+            for bytes in &chunks {
+                if wr.write_all(bytes).await.is_err() {
+                    return;
+                }
             }
             if rx.is_empty() && wr.flush().await.is_err() {
                 return;
@@ -538,7 +542,7 @@ async fn serve_connection(
             }) => {
                 tracing::debug!(peer = %peer, version, "ApiVersions version unsupported; answering per KIP-511");
                 let resp = sluice_protocol::unsupported_api_versions_response(correlation_id);
-                if tx.send((resp, Vec::new())).await.is_err() {
+                if tx.send((vec![resp], Vec::new())).await.is_err() {
                     break;
                 }
                 continue;
@@ -587,9 +591,15 @@ async fn serve_connection(
             .metrics
             .observe_request(handlers::api_name(api), t0.elapsed().as_secs_f64());
         let Some(body) = response else { continue };
-        match encode_response(api, version, correlation_id, &body) {
-            Ok(bytes) => {
-                if tx.send((bytes, leases)).await.is_err() {
+        let encoded = match &body {
+            ResponseKind::Fetch(fetch) => {
+                sluice_protocol::chunked::encode_fetch_response(version, correlation_id, fetch)
+            }
+            _ => encode_response(api, version, correlation_id, &body).map(|b| vec![b]),
+        };
+        match encoded {
+            Ok(chunks) => {
+                if tx.send((chunks, leases)).await.is_err() {
                     break;
                 }
             }

@@ -11,6 +11,7 @@
 //!   an ApiVersions request whose version we do not support.
 
 pub mod api;
+pub mod chunked;
 pub mod frame;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};

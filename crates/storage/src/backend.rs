@@ -46,6 +46,17 @@ pub trait BackendFile: Send + Sync {
         Ok(())
     }
 
+    /// Writes `bufs` back to back from `pos`, as one vectored write where the backend has one
+    /// (the log writes a batch's patched header prefix and the bytes as received this way,
+    /// without copying them into one buffer first).
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], mut pos: u64) -> io::Result<()> {
+        for b in bufs {
+            self.write_all_at(b, pos)?;
+            pos += b.len() as u64;
+        }
+        Ok(())
+    }
+
     /// Reads until `buf` is full or end of file; returns the number of bytes read.
     fn read_full_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
         let mut done = 0;
@@ -109,6 +120,24 @@ impl BackendFile for StdFile {
     }
     fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
         self.0.write_at(buf, pos)
+    }
+    /// Seek, then `writev` until everything is written. The file position is used only
+    /// here, and callers write a file under their log's writer lock; reads are positional.
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], pos: u64) -> io::Result<()> {
+        use std::io::{IoSlice, Seek, SeekFrom, Write};
+        let mut f = &self.0;
+        f.seek(SeekFrom::Start(pos))?;
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match f.write_vectored(rest) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::WriteZero, "wrote 0 bytes")),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
     fn sync(&self) -> io::Result<()> {
         self.0.sync_data()

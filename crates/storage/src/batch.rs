@@ -356,6 +356,62 @@ pub fn split(buf: &[u8]) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError>
     split_with(buf, validate)
 }
 
+/// Record batches as received from a producer, checked once by [`Checked::new`] (framing,
+/// magic 2, CRC-32C, offset deltas, as [`split`]), with each batch's header and range. The
+/// log appends them without checking them again and without copying them: only the 16-byte
+/// prefix that carries `baseOffset` and `partitionLeaderEpoch` is rewritten on the way to
+/// the file.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    data: Bytes,
+    parts: Vec<(BatchHeader, Range<usize>)>,
+}
+
+impl Checked {
+    /// Checks every batch in `data`.
+    pub fn new(data: Bytes) -> Result<Checked, BatchError> {
+        let parts = split(&data)?;
+        Ok(Checked { data, parts })
+    }
+
+    /// The bytes as received.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Each batch's header and its range in [`Checked::data`].
+    pub fn parts(&self) -> &[(BatchHeader, Range<usize>)] {
+        &self.parts
+    }
+
+    /// The batch's bytes after the prefix the log rewrites (offset, length, leader epoch).
+    pub(crate) fn after_prefix(&self, range: &Range<usize>) -> Option<&[u8]> {
+        self.data.get(range.start + PREFIX_LEN..range.end)
+    }
+}
+
+/// Bytes at the start of a batch that the log rewrites when it assigns offsets:
+/// `baseOffset`, `batchLength` (kept) and `partitionLeaderEpoch`. None is covered by the CRC.
+pub(crate) const PREFIX_LEN: usize = OFF_MAGIC;
+
+/// The rewritten prefix of a batch whose first `PREFIX_LEN` bytes are `original`.
+pub(crate) fn patched_prefix(
+    original: &[u8],
+    base_offset: i64,
+    leader_epoch: i32,
+) -> [u8; PREFIX_LEN] {
+    let mut p = [0u8; PREFIX_LEN];
+    if let (Some(dst), Some(src)) = (
+        p.get_mut(OFF_LENGTH..OFF_LEADER_EPOCH),
+        original.get(OFF_LENGTH..OFF_LEADER_EPOCH),
+    ) {
+        dst.copy_from_slice(src);
+    }
+    set_base_offset(&mut p, base_offset);
+    set_partition_leader_epoch(&mut p, leader_epoch);
+    p
+}
+
 /// Like [`split`], validating each batch as a stored one ([`validate_stored`]: compaction may
 /// have thinned it), for batches read from another replica's log.
 pub fn split_stored(buf: &[u8]) -> Result<Vec<(BatchHeader, Range<usize>)>, BatchError> {
@@ -433,6 +489,16 @@ pub struct RecordInfo {
 /// Accepts batches compacted by the log cleaner (see [`validate_stored`]).
 pub fn records(buf: &[u8]) -> Result<Vec<RecordInfo>, BatchError> {
     let h = validate_stored(buf)?;
+    records_of(buf, &h)
+}
+
+/// [`records`] of a batch already checked (its header `h` came from [`Checked::new`]), so its
+/// CRC is not computed again.
+pub fn records_checked(buf: &[u8], h: &BatchHeader) -> Result<Vec<RecordInfo>, BatchError> {
+    records_of(buf, h)
+}
+
+fn records_of(buf: &[u8], h: &BatchHeader) -> Result<Vec<RecordInfo>, BatchError> {
     if h.records_count > MAX_DECODE_RECORDS {
         return Err(BatchError::Invalid(format!(
             "refusing to decode {} records",

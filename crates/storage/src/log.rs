@@ -226,6 +226,11 @@ struct Writer {
     persisted_recovery_point: Option<i64>,
     /// Base offsets of rolled segments whose data is not yet synced.
     unsynced: Vec<i64>,
+    /// A segment was created since the directory was last synced. A roll does not sync the
+    /// directory itself (that fsync can wait for the writeback of everything dirty, and a
+    /// roll happens inside an append); the next flush does, before it moves the recovery
+    /// point past the new segment.
+    dir_unsynced: bool,
     active_index: Option<IndexFiles>,
     offline: Option<String>,
 }
@@ -392,6 +397,7 @@ impl Log {
                 recovery_point: 0,
                 persisted_recovery_point: None,
                 unsynced: Vec::new(),
+                dir_unsynced: false,
                 active_index: None,
                 offline: None,
             }),
@@ -818,8 +824,19 @@ impl Log {
     /// patching `baseOffset`, and `partitionLeaderEpoch` is set to `leader_epoch`. If every
     /// batch is a retry of a recently appended batch of the same producer, nothing is
     /// written and the original offsets are returned with `duplicate = true`.
-    pub fn append(&self, mut batches: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
-        let parts = batch::split(&batches)?;
+    pub fn append(&self, batches: BytesMut, leader_epoch: i32) -> Result<AppendInfo> {
+        self.append_checked(&batch::Checked::new(batches.freeze())?, leader_epoch)
+    }
+
+    /// [`Log::append`] of batches already checked by [`batch::Checked::new`]: their CRCs are
+    /// not computed again, and their bytes go to the file as received, with only each
+    /// batch's offset/epoch prefix rewritten (one vectored write).
+    pub fn append_checked(
+        &self,
+        batches: &batch::Checked,
+        leader_epoch: i32,
+    ) -> Result<AppendInfo> {
+        let parts = batches.parts();
         if parts.is_empty() {
             return Err(StorageError::InvalidRecord(
                 "append contains no record batch".into(),
@@ -844,7 +861,7 @@ impl Log {
         let mut dups = 0usize;
         let mut max_timestamp = i64::MIN;
         let mut record_count = 0i64;
-        for (h, _) in &parts {
+        for (h, _) in parts {
             match w.producers.check(&mut pending, h, next)? {
                 Check::Append => next += i64::from(h.last_offset_delta) + 1,
                 Check::Duplicate {
@@ -874,24 +891,32 @@ impl Log {
             ));
         }
 
-        // Assign offsets by patching headers (not covered by the CRC).
+        // Assign offsets by rewriting each batch's prefix (not covered by the CRC).
         let mut headers = Vec::with_capacity(parts.len());
+        let mut prefixes = Vec::with_capacity(parts.len());
         let mut off = log_end;
-        for (h, range) in &parts {
-            let Some(b) = batches.get_mut(range.clone()) else {
+        let mut rel = 0u64;
+        for (h, range) in parts {
+            let original = batches.data().get(range.clone()).unwrap_or(&[]);
+            prefixes.push(batch::patched_prefix(original, off, leader_epoch));
+            let mut h = *h;
+            h.base_offset = off;
+            h.partition_leader_epoch = leader_epoch;
+            headers.push((h, rel));
+            rel += h.total_len() as u64;
+            off = h.next_offset();
+        }
+        let mut pieces: Vec<&[u8]> = Vec::with_capacity(2 * parts.len());
+        for ((_, range), prefix) in parts.iter().zip(&prefixes) {
+            let Some(rest) = batches.after_prefix(range) else {
                 return Err(StorageError::CorruptBatch(
                     "batch range out of bounds".into(),
                 ));
             };
-            batch::set_base_offset(b, off);
-            batch::set_partition_leader_epoch(b, leader_epoch);
-            let mut h = *h;
-            h.base_offset = off;
-            h.partition_leader_epoch = leader_epoch;
-            headers.push((h, range.start as u64));
-            off = h.next_offset();
+            pieces.push(prefix);
+            pieces.push(rest);
         }
-        self.write_batches_locked(&mut w, &batches, &headers, next)?;
+        self.write_batches_locked(&mut w, &pieces, &headers, next)?;
         w.producers.commit(pending);
         w.epochs.assign(leader_epoch, log_end);
         self.apply_flush_policy(&mut w, record_count)?;
@@ -913,12 +938,13 @@ impl Log {
     fn write_batches_locked(
         &self,
         w: &mut Writer,
-        batches: &[u8],
+        pieces: &[&[u8]],
         headers: &[(BatchHeader, u64)],
         next: i64,
     ) -> Result<()> {
         let now = now_ms();
-        self.maybe_roll(w, batches.len() as u64, next - 1, now)?;
+        let len: u64 = pieces.iter().map(|p| p.len() as u64).sum();
+        self.maybe_roll(w, len, next - 1, now)?;
 
         // Write outside the view lock; readers keep going.
         let (file, path, pos) = {
@@ -926,7 +952,7 @@ impl Log {
             let a = v.segments.last().ok_or_else(no_segment)?;
             (a.log.clone(), a.path.clone(), a.size)
         };
-        if let Err(e) = file.write_all_at(batches, pos) {
+        if let Err(e) = file.write_all_vectored_at(pieces, pos) {
             // Best effort: drop the partial write (readers never see it anyway).
             let _ = file.set_len(pos);
             return Err(StorageError::io(path, e));
@@ -1005,9 +1031,7 @@ impl Log {
         }
         let time = files.pop().ok_or_else(no_segment)?;
         let index = files.pop().ok_or_else(no_segment)?;
-        self.backend
-            .sync_dir(&self.dir)
-            .map_err(|e| StorageError::io(&self.dir, e))?;
+        w.dir_unsynced = true;
         let old = {
             let mut v = self.write_view();
             let old = v.segments.last().map(|s| s.base_offset);
@@ -1092,6 +1116,15 @@ impl Log {
                     return Err(StorageError::io(p, e));
                 }
             }
+        }
+        if w.dir_unsynced {
+            if let Err(e) = self.backend.sync_dir(&self.dir) {
+                let reason = format!("fsync of {} failed: {e}", self.dir.display());
+                warn!(%reason, "taking log offline");
+                w.offline = Some(reason);
+                return Err(StorageError::io(&self.dir, e));
+            }
+            w.dir_unsynced = false;
         }
         {
             let mut v = self.write_view();

@@ -369,17 +369,20 @@ async fn append(
             "produce request without records",
         ));
     }
-    let batches = batch::split(&records).map_err(batch_error)?;
-    if batches.len() != 1 {
-        return Err(Refusal::new(
-            codes::INVALID_RECORD,
-            format!(
-                "a produce request must carry exactly one record batch per partition, got {}",
-                batches.len()
-            ),
-        ));
-    }
-    let (header, _) = batches[0];
+    // The one check of framing and CRC on the way in; the log trusts it.
+    let checked = batch::Checked::new(records).map_err(batch_error)?;
+    let header = match checked.parts() {
+        [(header, _)] => *header,
+        parts => {
+            return Err(Refusal::new(
+                codes::INVALID_RECORD,
+                format!(
+                    "a produce request must carry exactly one record batch per partition, got {}",
+                    parts.len()
+                ),
+            ))
+        }
+    };
     let max = i64::from(cfg.max_message_bytes);
     if header.total_len() as i64 > max {
         return Err(Refusal::new(
@@ -415,26 +418,29 @@ async fn append(
         now: now_ms(),
     };
     if rules.need_records(&header) {
-        let recs = batch::records(&records).map_err(batch_error)?;
+        let recs = batch::records_checked(checked.data(), &header).map_err(batch_error)?;
         if let Some(refusal) = validate_records(&recs, header.timestamp_type_log_append(), &rules) {
             return Err(refusal);
         }
     }
-    let mut buf = BytesMut::from(&records[..]);
-    // Topic-level compression other than `producer`: re-encode with the topic's codec.
-    if let Some(target) = target_codec(&cfg.compression_type) {
-        if target != header.compression() {
-            buf = crate::handlers::produce::recompress(&buf, target)
-                .map_err(|e| Refusal::new(codes::CORRUPT_MESSAGE, e))?;
-        }
-    }
+    // Topic-level compression other than `producer` re-encodes with the topic's codec, and
+    // LogAppendTime rewrites the timestamp (and CRC): only then are the bytes copied, and
+    // checked again as the new batch they are.
+    let recode = target_codec(&cfg.compression_type).filter(|t| *t != header.compression());
     let log_append = cfg.message_timestamp_type == "LogAppendTime";
-    let append_time = if log_append {
-        let t = now_ms();
-        batch::set_log_append_time(&mut buf, t);
-        t
+    let append_time = if log_append { now_ms() } else { -1 };
+    let checked = if recode.is_some() || log_append {
+        let mut buf = match recode {
+            Some(target) => recompress(checked.data(), target)
+                .map_err(|e| Refusal::new(codes::CORRUPT_MESSAGE, e))?,
+            None => BytesMut::from(&checked.data()[..]),
+        };
+        if log_append {
+            batch::set_log_append_time(&mut buf, append_time);
+        }
+        batch::Checked::new(buf.freeze()).map_err(batch_error)?
     } else {
-        -1
+        checked
     };
     // acks=all is refused before the append while the ISR is below min.insync.replicas.
     if acks == -1 {
@@ -449,16 +455,16 @@ async fn append(
         })?;
     }
     let epoch = h.leader_epoch();
-    let len = buf.len() as u64;
+    let len = checked.data().len() as u64;
     let needs_sync = cfg.flush_messages.is_some_and(|n| n > 0 && n < i64::MAX);
     // Appending as leader advances the high watermark, which wakes this partition's fetches.
     let info = if needs_sync {
         let h2 = h.clone();
-        tokio::task::spawn_blocking(move || h2.append_as_leader(buf))
+        tokio::task::spawn_blocking(move || h2.append_as_leader(&checked))
             .await
             .map_err(|e| Refusal::new(codes::KAFKA_STORAGE_ERROR, e.to_string()))?
     } else {
-        h.append_as_leader(buf)
+        h.append_as_leader(&checked)
     }
     .map_err(append_error)?;
     if !info.duplicate {

@@ -64,7 +64,7 @@ impl Log {
             max_timestamp = max_timestamp.max(h.max_timestamp);
             record_count += i64::from(h.records_count);
         }
-        self.write_batches_locked(&mut w, batches, &parts, next)?;
+        self.write_batches_locked(&mut w, &[batches], &parts, next)?;
         for (h, _) in &parts {
             w.producers.replay(h);
             w.epochs.assign(h.partition_leader_epoch, h.base_offset);
