@@ -1290,7 +1290,11 @@ impl Log {
         // clear error, not an underflow.
         let remaining = bytes_after(&snap.path, snap.size, start)?;
         let want = (max_bytes.max(first.total_len()) as u64).min(remaining);
-        let mut buf = BytesMut::zeroed(usize::try_from(want).unwrap_or(0));
+        // Not `BytesMut::zeroed`: a zeroed allocation this large is served from fresh pages,
+        // so every read would page-fault once per 4 KiB; filling reuses freed memory.
+        let want = usize::try_from(want).unwrap_or(0);
+        let mut buf = BytesMut::with_capacity(want);
+        buf.resize(want, 0);
         let n = snap
             .file
             .read_full_at(&mut buf, start)
