@@ -21,7 +21,9 @@ pub fn batch(n: usize, value_len: usize, keyed: bool, compression: Compression) 
             producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: i as i64,
-            sequence: -1,
+            // offset - sequence must be the same for all records of one batch; base sequence -1
+            // (no producer id).
+            sequence: i as i32 - 1,
             timestamp: 1_700_000_000_000 + i as i64,
             key: keyed.then(|| Bytes::from(format!("key-{i:08}"))),
             // Not all one byte, so compression has something to do but still finds repeats.
