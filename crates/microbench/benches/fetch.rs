@@ -1,6 +1,7 @@
 //! Fetch assembly: what the Fetch handler does per request once it knows the partitions —
 //! `Log::read` of each partition, a `FetchResponse` carrying the stored bytes — and
-//! `sluice_protocol::encode_response`, which the connection loop calls on the result.
+//! `sluice_protocol::chunked::encode_fetch_response`, which the connection loop calls on the
+//! result (and, for comparison, the crate's copying `encode_response`).
 //! The handler itself needs a whole `Broker` (metadata, leader lookup, memory leases,
 //! long-poll); this is the part of it that runs on every fetch and scales with the data.
 
@@ -84,7 +85,13 @@ fn assemble(logs: &[Log], version: i16, max_bytes: usize) -> (FetchResponse, usi
     (resp, total)
 }
 
-fn encode(version: i16, resp: FetchResponse) -> Bytes {
+/// What the connection loop does with a Fetch response: chunks that share the records.
+fn encode(version: i16, resp: FetchResponse) -> Vec<Bytes> {
+    sluice_protocol::chunked::encode_fetch_response(version, 7, &resp).expect("encode")
+}
+
+/// The crate's plain encoder, which copies every record byte (kept for comparison).
+fn encode_copying(version: i16, resp: FetchResponse) -> Bytes {
     encode_response(ApiKey::Fetch, version, 7, &ResponseKind::Fetch(resp)).expect("encode")
 }
 
@@ -97,7 +104,7 @@ fn fetch(c: &mut Criterion) {
     for (n, max_bytes) in [(1usize, 1usize << 20), (16, 1 << 20), (128, 64 << 10)] {
         let parts = partitions(n, max_bytes);
         let (resp, total) = assemble(&parts.logs, version, max_bytes);
-        let bytes = encode(version, resp.clone()).len();
+        let bytes = encode_copying(version, resp.clone()).len();
         let param = format!("v{version}_{n}x{}KiB_{bytes}B", max_bytes >> 10);
         g.throughput(Throughput::Bytes(total as u64));
         g.bench_with_input(
@@ -122,6 +129,17 @@ fn fetch(c: &mut Criterion) {
                 criterion::BatchSize::SmallInput,
             )
         });
+        g.bench_with_input(
+            BenchmarkId::new("encode_copying", &param),
+            &resp,
+            |b, resp| {
+                b.iter_batched(
+                    || resp.clone(),
+                    |resp| encode_copying(version, black_box(resp)),
+                    criterion::BatchSize::SmallInput,
+                )
+            },
+        );
     }
     g.finish();
 }

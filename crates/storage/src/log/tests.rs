@@ -875,3 +875,67 @@ fn a_batch_start_past_the_segment_end_is_a_corrupt_error_not_an_underflow() {
         other => panic!("expected a corrupt-segment error, got {other:?}"),
     }
 }
+
+/// A backend that counts directory syncs and otherwise is the memory backend.
+struct CountingDirSyncs {
+    inner: MemoryBackend,
+    dir_syncs: std::sync::atomic::AtomicUsize,
+}
+
+impl Backend for CountingDirSyncs {
+    fn create_dir_all(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.create_dir_all(path)
+    }
+    fn list_dir(&self, path: &Path) -> std::io::Result<Vec<PathBuf>> {
+        self.inner.list_dir(path)
+    }
+    fn open(&self, path: &Path, create: bool) -> std::io::Result<Box<dyn BackendFile>> {
+        self.inner.open(path, create)
+    }
+    fn remove_file(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_file(path)
+    }
+    fn remove_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.inner.remove_dir(path)
+    }
+    fn rename(&self, from: &Path, to: &Path) -> std::io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn exists(&self, path: &Path) -> bool {
+        self.inner.exists(path)
+    }
+    fn sync_dir(&self, path: &Path) -> std::io::Result<()> {
+        self.dir_syncs.fetch_add(1, Ordering::SeqCst);
+        self.inner.sync_dir(path)
+    }
+}
+
+#[test]
+fn a_roll_leaves_the_directory_sync_to_the_next_flush() {
+    let b = Arc::new(CountingDirSyncs {
+        inner: MemoryBackend::new(),
+        dir_syncs: Default::default(),
+    });
+    let log = Log::open(b.clone(), &dir(), small_cfg()).unwrap();
+    let before = b.dir_syncs.load(Ordering::SeqCst);
+    for i in 0..20 {
+        log.append(bm(&simple(2, i, 30)), 1).unwrap();
+    }
+    assert!(log.segment_count() > 2, "segments: {}", log.segment_count());
+    assert_eq!(
+        b.dir_syncs.load(Ordering::SeqCst),
+        before,
+        "appends that roll segments must not fsync the directory"
+    );
+    log.flush().unwrap();
+    let with_roll = b.dir_syncs.load(Ordering::SeqCst) - before;
+    // A flush after an append that did not roll: only the recovery-point file's own rename
+    // (if any) syncs the directory. The flush after rolls syncs it once more.
+    let segments = log.segment_count();
+    log.append(bm(&simple(1, 99, 30)), 1).unwrap();
+    assert_eq!(log.segment_count(), segments, "this append must not roll");
+    let mark = b.dir_syncs.load(Ordering::SeqCst);
+    log.flush().unwrap();
+    let without_roll = b.dir_syncs.load(Ordering::SeqCst) - mark;
+    assert_eq!(with_roll, without_roll + 1, "the flush after a roll syncs the directory");
+}
