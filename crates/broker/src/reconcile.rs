@@ -253,7 +253,7 @@ impl Reconciler {
     /// Flushes and closes every log (clean shutdown), on many threads: each close waits
     /// for a few fsyncs, and those of different partitions overlap.
     pub fn close_all(&self, table: &PartitionTable) {
-        on_threads(&table.all(), |p| close(p));
+        on_threads(&table.all(), close);
     }
 
     /// `replica.lag.time.max.ms` of this broker.
