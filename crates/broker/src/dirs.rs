@@ -145,6 +145,14 @@ pub fn write_atomically(path: &Path, data: &[u8]) -> Result<(), BrokerError> {
     Ok(())
 }
 
+/// [`write_atomically`] without the fsyncs, for a caller that syncs the whole file system
+/// once afterwards (`Backend::sync_all`).
+pub fn write_atomically_unsynced(path: &Path, data: &[u8]) -> Result<(), BrokerError> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    std::fs::write(&tmp, data).map_err(io_err(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io_err(path))
+}
+
 /// A random UUID in URL-safe base64 without padding (22 characters), as Kafka formats ids.
 pub fn new_cluster_id() -> String {
     base64_url(uuid::Uuid::new_v4().as_bytes())

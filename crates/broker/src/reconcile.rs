@@ -88,6 +88,16 @@ pub fn role_of(p: &PartitionInfo, node_id: i32) -> Role {
     }
 }
 
+/// Partition `index` of `t`: partitions are stored in index order, so this is one slot
+/// lookup (with a search as the fallback), never a scan per partition of a large topic.
+pub fn partition_of(t: &sluice_controller::TopicInfo, index: i32) -> Option<&PartitionInfo> {
+    usize::try_from(index)
+        .ok()
+        .and_then(|i| t.partitions.get(i))
+        .filter(|p| p.index == index)
+        .or_else(|| t.partitions.iter().find(|p| p.index == index))
+}
+
 /// Whether `p` is assigned to (hosted by) `node_id`.
 pub fn assigned_here(p: &PartitionInfo, node_id: i32) -> bool {
     p.leader == node_id || p.replicas.contains(&node_id)
@@ -115,10 +125,7 @@ pub fn plan(prev: &Metadata, next: &Metadata, node_id: i32) -> Vec<Change> {
             match new {
                 None => removals.push(Change::Delete { topic, index }),
                 Some(t) => {
-                    let still = t
-                        .partitions
-                        .iter()
-                        .any(|q| q.index == p.index && assigned_here(q, node_id));
+                    let still = partition_of(t, p.index).is_some_and(|q| assigned_here(q, node_id));
                     if !still {
                         removals.push(Change::Close { topic, index });
                     }
@@ -131,7 +138,7 @@ pub fn plan(prev: &Metadata, next: &Metadata, node_id: i32) -> Vec<Change> {
         for p in t.partitions.iter().filter(|p| assigned_here(p, node_id)) {
             let role = role_of(p, node_id);
             let before = old
-                .and_then(|o| o.partitions.iter().find(|q| q.index == p.index))
+                .and_then(|o| partition_of(o, p.index))
                 .filter(|q| assigned_here(q, node_id));
             match before {
                 None => rest.push(Change::Open {
@@ -221,9 +228,20 @@ impl Reconciler {
         prev: &Metadata,
         next: &Metadata,
     ) {
+        let mut opened = Vec::new();
         for change in plan(prev, next, self.node_id) {
-            self.apply(table, groups, next, change);
+            if let Some(p) = self.apply(table, groups, next, change) {
+                opened.push(p);
+            }
         }
+        // The logs opened or given a new role above deferred their fsyncs: new (empty) logs
+        // and logs reopened after a clean shutdown need none, the others (a new leader
+        // epoch's checkpoint, a recovery's rewritten files) get theirs on many threads.
+        on_threads(&opened, |p| {
+            if let Err(e) = p.log.end_deferred_sync() {
+                tracing::error!(topic = %p.topic, partition = p.index, "could not sync the partition's files: {e}");
+            }
+        });
         groups.on_topics_deleted(&deleted_topics(prev, next));
         // Leaders admit to the ISR only brokers that are eligible now, at their current epoch.
         let eligible = eligible_brokers(next);
@@ -232,12 +250,26 @@ impl Reconciler {
         }
     }
 
+    /// Flushes and closes every log (clean shutdown), on many threads: each close waits
+    /// for a few fsyncs, and those of different partitions overlap.
+    pub fn close_all(&self, table: &PartitionTable) {
+        on_threads(&table.all(), close);
+    }
+
     /// `replica.lag.time.max.ms` of this broker.
     pub fn lag_time_max_ms(&self) -> i64 {
         self.settings.replica_lag_time_max_ms()
     }
 
-    fn apply(&self, table: &PartitionTable, groups: &Groups, next: &Metadata, change: Change) {
+    /// Carries out one change; returns the partition it opened or gave a new role (with
+    /// deferred syncs), if any.
+    fn apply(
+        &self,
+        table: &PartitionTable,
+        groups: &Groups,
+        next: &Metadata,
+        change: Change,
+    ) -> Option<Arc<Partition>> {
         match change {
             // A deleted topic, or a replica a reassignment removed: Kafka deletes the
             // replica's log (StopReplica with delete), so a later move back starts afresh.
@@ -253,6 +285,7 @@ impl Reconciler {
                         tracing::warn!(dir = %dir.display(), "could not delete partition directory: {e}");
                     }
                 }
+                None
             }
             Change::Open {
                 topic,
@@ -293,15 +326,15 @@ impl Reconciler {
                 {
                     p.update_replicas(&ReplicaSet::of(info));
                 }
+                None
             }
             Change::RefreshConfig { topic } => {
-                let Some(t) = next.topics.get(&topic) else {
-                    return;
-                };
+                let t = next.topics.get(&topic)?;
                 let tc = Arc::new(effective_topic_config(&t.configs, &self.settings));
                 for p in table.all().into_iter().filter(|p| p.topic == topic) {
                     p.set_config(tc.clone());
                 }
+                None
             }
         }
     }
@@ -317,10 +350,12 @@ impl Reconciler {
         index: i32,
         role: Role,
         leader_epoch: i32,
-    ) {
+    ) -> Option<Arc<Partition>> {
         let replicas =
             find(next, topic, index).map_or_else(|| ReplicaSet::solo(self.node_id), ReplicaSet::of);
         if let Some(p) = table.get(topic, index) {
+            // A new leader epoch is checkpointed: `reconcile` syncs all of them at the end.
+            p.log.begin_deferred_sync();
             let was_leader = p.is_leader();
             if let Err(e) = p.set_role(role, leader_epoch, self.node_id, &replicas) {
                 tracing::error!(
@@ -335,11 +370,9 @@ impl Reconciler {
             } else if !was_leader && p.is_leader() {
                 become_leader(groups, &p);
             }
-            return;
+            return Some(p);
         }
-        let Some(t) = next.topics.get(topic) else {
-            return;
-        };
+        let t = next.topics.get(topic)?;
         let tc = Arc::new(effective_topic_config(&t.configs, &self.settings));
         let dir = partition_dir(&self.data_dir, topic, index);
         let opened = self.open_log(&dir, &topic_id, &tc, role, leader_epoch);
@@ -361,11 +394,13 @@ impl Reconciler {
                 if p.is_leader() {
                     become_leader(groups, &p);
                 }
+                Some(p)
             }
             Err(e) => {
                 tracing::error!(topic, partition = index, dir = %dir.display(),
                     "partition is offline (KAFKA_STORAGE_ERROR): {e}");
                 table.mark_offline(topic, index, e.to_string());
+                None
             }
         }
     }
@@ -378,7 +413,8 @@ impl Reconciler {
         role: Role,
         leader_epoch: i32,
     ) -> Result<Log, StorageError> {
-        let log = Log::open(self.backend.clone(), dir, log_config(tc))?;
+        // Deferred syncs: `reconcile` ends them once every change is applied.
+        let log = Log::open_deferred(self.backend.clone(), dir, log_config(tc))?;
         // As leader, record where our epoch starts (KIP-101), so OffsetForLeaderEpoch answers
         // correctly even before the first append of this epoch.
         if role == Role::Leader && log.latest_epoch().is_none_or(|e| e < leader_epoch) {
@@ -387,7 +423,7 @@ impl Reconciler {
         if crate::state::read_partition_metadata(dir).as_ref() != Some(id) {
             let text = format!("version: 0\ntopic_id: {id}\n");
             let path = dir.join("partition.metadata");
-            if let Err(e) = crate::dirs::write_atomically(&path, text.as_bytes()) {
+            if let Err(e) = crate::dirs::write_atomically_unsynced(&path, text.as_bytes()) {
                 tracing::warn!("could not write {}: {e}", path.display());
             }
         }
@@ -397,11 +433,7 @@ impl Reconciler {
 
 /// The partition `topic`-`index` of `md`, if any.
 fn find<'a>(md: &'a Metadata, topic: &str, index: i32) -> Option<&'a PartitionInfo> {
-    md.topics
-        .get(topic)?
-        .partitions
-        .iter()
-        .find(|p| p.index == index)
+    partition_of(md.topics.get(topic)?, index)
 }
 
 /// Brokers that may join an ISR (registered, unfenced, not shutting down) and their epochs.
@@ -411,6 +443,23 @@ pub fn eligible_brokers(md: &Metadata) -> std::collections::BTreeMap<i32, i64> {
         .filter(|b| b.is_eligible())
         .map(|b| (b.node_id, b.broker_epoch))
         .collect()
+}
+
+/// Runs `f` on every partition of `all`, spread over up to 16 threads (at least 64
+/// partitions each): for work that mostly waits for fsyncs, which overlap across files.
+fn on_threads(all: &[Arc<Partition>], f: impl Fn(&Partition) + Sync) {
+    let threads = all.len().div_ceil(64).clamp(1, 16);
+    let chunk = all.len().div_ceil(threads).max(1);
+    let f = &f;
+    std::thread::scope(|s| {
+        for part in all.chunks(chunk) {
+            s.spawn(move || {
+                for p in part {
+                    f(p);
+                }
+            });
+        }
+    });
 }
 
 fn close(p: &Partition) {

@@ -223,11 +223,19 @@ impl Broker {
                 continue;
             };
             let node = self.config.node_id;
+            // `<topic>-<index>`: one lookup of that partition, not a scan of the topic's.
+            let index = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.rsplit_once('-'))
+                .and_then(|(_, i)| i.parse::<i32>().ok());
             let keep = md.topic_by_id(&id).is_some_and(|t| {
-                t.partitions.iter().any(|p| {
-                    crate::reconcile::assigned_here(p, node)
-                        && partition_dir(&self.config.data_dir, &t.name, p.index) == path
-                })
+                index
+                    .and_then(|i| crate::reconcile::partition_of(t, i))
+                    .is_some_and(|p| {
+                        crate::reconcile::assigned_here(p, node)
+                            && partition_dir(&self.config.data_dir, &t.name, p.index) == path
+                    })
             });
             if !keep {
                 tracing::info!(dir = %path.display(), "removing the directory of a deleted topic or of a replica reassigned away");
@@ -276,11 +284,7 @@ impl Broker {
 
     /// Flushes and closes every log (clean shutdown).
     pub fn close_all(&self) {
-        for h in self.all_partitions() {
-            if let Err(e) = h.log.close() {
-                tracing::warn!(topic = %h.topic, partition = h.index, "close failed: {e}");
-            }
-        }
+        self.reconciler.close_all(&self.partitions);
     }
 }
 

@@ -77,6 +77,13 @@ pub trait BackendFile: Send + Sync {
         let end = self.len()?;
         self.write_all_at(buf, end)
     }
+
+    /// Opens the underlying file now if it is opened lazily ([`LazyFile`]); a no-op for
+    /// files that are open already. Called before the file's path is renamed over or
+    /// removed, so the handle keeps seeing the contents it was created for.
+    fn ensure_open(&self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// A minimal directory/file namespace.
@@ -98,6 +105,63 @@ pub trait Backend: Send + Sync {
     /// Makes directory entry changes (creations, renames, removals) durable.
     fn sync_dir(&self, _path: &Path) -> io::Result<()> {
         Ok(())
+    }
+    /// Length of the file at `path`, without keeping it open.
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.open(path, false)?.len()
+    }
+}
+
+/// A file opened on first use: many partitions can be open without holding a descriptor
+/// each until they are read or written. Once opened it stays open.
+pub struct LazyFile {
+    backend: Arc<dyn Backend>,
+    path: PathBuf,
+    file: std::sync::OnceLock<Box<dyn BackendFile>>,
+}
+
+impl LazyFile {
+    /// A handle on the existing file `path`, opened by `backend` on first use.
+    pub fn new(backend: Arc<dyn Backend>, path: PathBuf) -> LazyFile {
+        LazyFile {
+            backend,
+            path,
+            file: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self) -> io::Result<&dyn BackendFile> {
+        if let Some(f) = self.file.get() {
+            return Ok(&**f);
+        }
+        let opened = self.backend.open(&self.path, false)?;
+        // A racing opener may have won; its handle is as good as ours.
+        let f = self.file.get_or_init(|| opened);
+        Ok(&**f)
+    }
+}
+
+impl BackendFile for LazyFile {
+    fn read_at(&self, buf: &mut [u8], pos: u64) -> io::Result<usize> {
+        self.get()?.read_at(buf, pos)
+    }
+    fn write_at(&self, buf: &[u8], pos: u64) -> io::Result<usize> {
+        self.get()?.write_at(buf, pos)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.get()?.sync()
+    }
+    fn len(&self) -> io::Result<u64> {
+        match self.file.get() {
+            Some(f) => f.len(),
+            None => self.backend.file_len(&self.path),
+        }
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.get()?.set_len(len)
+    }
+    fn ensure_open(&self) -> io::Result<()> {
+        self.get().map(|_| ())
     }
 }
 
@@ -184,6 +248,9 @@ impl Backend for FileBackend {
     }
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         File::open(path)?.sync_all()
+    }
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
     }
 }
 

@@ -59,6 +59,12 @@
 //! Index files are derived data: they are kept in memory, written lazily (on flush, roll
 //! and close), and rebuilt on open whenever they do not match the segment contents.
 //!
+//! Segment and index files are opened on first use ([`LazyFile`]): an open log that is
+//! neither read nor written holds no file descriptor, so a broker can host many thousands
+//! of partitions. [`Log::open_deferred`] and [`Log::begin_deferred_sync`] postpone the fsyncs
+//! of small-file writes to [`Log::end_deferred_sync`], so a caller changing many logs at once
+//! can run those on many threads (an empty log needs none).
+//!
 //! # Recovery
 //!
 //! After a clean shutdown, [`Log::open`] loads the snapshot in `clean-shutdown` and the
@@ -123,7 +129,7 @@ mod proptests;
 use std::io;
 use std::path::PathBuf;
 
-pub use backend::{Backend, BackendFile, FileBackend, MemoryBackend};
+pub use backend::{Backend, BackendFile, FileBackend, LazyFile, MemoryBackend};
 pub use log::Log;
 pub use volatile::VolatileBackend;
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use bytes::{Bytes, BytesMut};
 use tracing::{debug, warn};
 
-use crate::backend::{Backend, BackendFile};
+use crate::backend::{Backend, BackendFile, LazyFile};
 use crate::batch::{self, BatchHeader};
 use crate::epoch::EpochCache;
 use crate::producer::{Check, ProducerStates};
@@ -259,6 +259,11 @@ pub struct Log {
     view: RwLock<View>,
     clean_open: bool,
     snapshot_loaded: AtomicBool,
+    /// While set, small-file writes, index rebuilds and the clean-shutdown marker's removal
+    /// skip their fsyncs (see [`Log::open_deferred`]).
+    defer_sync: AtomicBool,
+    /// Files written without their fsync while `defer_sync` was set.
+    deferred_files: Mutex<Vec<PathBuf>>,
 }
 
 fn seg_file(dir: &Path, base: i64, ext: &str) -> PathBuf {
@@ -322,7 +327,33 @@ impl Log {
             .map_err(|e| StorageError::io(path, e))
     }
 
-    /// Writes a small file atomically (temp file, fsync, rename, directory fsync).
+    fn deferred(&self) -> bool {
+        self.defer_sync.load(Ordering::Relaxed)
+    }
+
+    /// Directory fsync, unless syncs are deferred.
+    fn sync_dir(&self) -> Result<()> {
+        if self.deferred() {
+            return Ok(());
+        }
+        self.backend
+            .sync_dir(&self.dir)
+            .map_err(|e| StorageError::io(&self.dir, e))
+    }
+
+    /// A lazily opened handle on `path`, creating the (empty) file first if it is missing.
+    fn lazy_file(&self, path: &Path) -> Result<Arc<dyn BackendFile>> {
+        if !self.backend.exists(path) {
+            drop(self.open_file(path, true)?);
+        }
+        Ok(Arc::new(LazyFile::new(
+            self.backend.clone(),
+            path.to_path_buf(),
+        )))
+    }
+
+    /// Writes a small file atomically (temp file, fsync, rename, directory fsync; the fsyncs
+    /// left to the caller while syncs are deferred).
     fn write_file_atomic(&self, name: &str, data: &[u8]) -> Result<()> {
         let tmp = self.dir.join(format!("{name}.tmp"));
         let dst = self.dir.join(name);
@@ -330,14 +361,16 @@ impl Log {
         let f = self.backend.open(&tmp, true).map_err(io)?;
         f.set_len(0).map_err(io)?;
         f.write_all_at(data, 0).map_err(io)?;
-        f.sync().map_err(io)?;
+        if self.deferred() {
+            lock(&self.deferred_files).push(dst.clone());
+        } else {
+            f.sync().map_err(io)?;
+        }
         drop(f);
         self.backend
             .rename(&tmp, &dst)
             .map_err(|e| StorageError::io(&dst, e))?;
-        self.backend
-            .sync_dir(&self.dir)
-            .map_err(|e| StorageError::io(&self.dir, e))
+        self.sync_dir()
     }
 
     fn read_small_file(&self, name: &str) -> Result<Option<Vec<u8>>> {
@@ -381,6 +414,59 @@ impl Log {
     /// See the crate documentation for the recovery rules. Fails with
     /// [`StorageError::Corrupt`] if data before the recovery point is damaged.
     pub fn open(backend: Arc<dyn Backend>, dir: &Path, config: LogConfig) -> Result<Log> {
+        Self::open_with(backend, dir, config, false)
+    }
+
+    /// [`Log::open`] without fsyncs until [`Log::end_deferred_sync`], which does the ones
+    /// still needed: a caller opening many partitions at once runs those on many threads (and
+    /// most need none, see [`Log::deferred_writes_pending`]).
+    ///
+    /// The removal of the clean-shutdown marker is never waited for: a marker that survives
+    /// a crash is harmless, because its snapshot is used only if every segment still has
+    /// exactly the size it records (else the log is scanned from the recovery point, and
+    /// data below the recovery point was fsynced before it was recorded).
+    pub fn open_deferred(backend: Arc<dyn Backend>, dir: &Path, config: LogConfig) -> Result<Log> {
+        Self::open_with(backend, dir, config, true)
+    }
+
+    /// Whether writes skipped their fsyncs (since [`Log::open_deferred`]) that must be made
+    /// durable. False for a log that holds no record yet: everything such a log wrote (empty
+    /// index files, an epoch checkpoint) is recreated as it was if lost, so creating
+    /// thousands of partitions needs no sync at all (the metadata log holds them).
+    pub fn deferred_writes_pending(&self) -> bool {
+        !lock(&self.deferred_files).is_empty() && self.log_end_offset() > 0
+    }
+
+    /// Defers the fsyncs of small-file writes (such as the leader-epoch checkpoint a new
+    /// leader epoch writes) until [`Log::end_deferred_sync`], as [`Log::open_deferred`] does.
+    pub fn begin_deferred_sync(&self) {
+        self.defer_sync.store(true, Ordering::Relaxed);
+    }
+
+    /// Ends deferred syncs: fsyncs the files written meanwhile and the directory, when
+    /// [`Log::deferred_writes_pending`]; later writes fsync as usual.
+    pub fn end_deferred_sync(&self) -> Result<()> {
+        let pending = self.deferred_writes_pending();
+        self.defer_sync.store(false, Ordering::Relaxed);
+        let files = std::mem::take(&mut *lock(&self.deferred_files));
+        if !pending {
+            return Ok(());
+        }
+        for path in files {
+            if self.backend.exists(&path) {
+                let f = self.open_file(&path, false)?;
+                f.sync().map_err(|e| StorageError::io(&path, e))?;
+            }
+        }
+        self.sync_dir()
+    }
+
+    fn open_with(
+        backend: Arc<dyn Backend>,
+        dir: &Path,
+        config: LogConfig,
+        defer_sync: bool,
+    ) -> Result<Log> {
         backend
             .create_dir_all(dir)
             .map_err(|e| StorageError::io(dir, e))?;
@@ -409,6 +495,8 @@ impl Log {
             clean_open: clean,
             snapshot_loaded: AtomicBool::new(false),
             maintenance: Mutex::new(()),
+            defer_sync: AtomicBool::new(defer_sync),
+            deferred_files: Mutex::new(Vec::new()),
         };
         log.recover(clean)?;
         Ok(log)
@@ -471,7 +559,8 @@ impl Log {
             .read_cleaner_checkpoint()?
             .map_or(i64::MIN, |c| c.first_dirty);
         let (bases, index_files) = self.list_segments()?;
-        let recovery_point = self.read_offset_file(RECOVERY_POINT_FILE)?.unwrap_or(0);
+        let persisted_recovery_point = self.read_offset_file(RECOVERY_POINT_FILE)?;
+        let recovery_point = persisted_recovery_point.unwrap_or(0);
         let start_file = self.read_offset_file(LOG_START_FILE)?;
         let mut epochs = match self.read_small_file(EPOCH_CHECKPOINT_FILE)? {
             Some(d) => EpochCache::parse(&d).unwrap_or_else(|| {
@@ -489,7 +578,15 @@ impl Log {
         self.snapshot_loaded.store(fast, Ordering::Relaxed);
         let (mut segments, producers) = match snapshot {
             Some(x) => x,
-            None => self.scan_segments(&bases, clean, recovery_point, cleaned_upto, &mut epochs)?,
+            None => {
+                let (mut segments, producers) =
+                    self.scan_segments(&bases, clean, recovery_point, cleaned_upto, &mut epochs)?;
+                // Scanned: hold no descriptor until the segment is used again.
+                for seg in &mut segments {
+                    seg.log = Arc::new(LazyFile::new(self.backend.clone(), seg.path.clone()));
+                }
+                (segments, producers)
+            }
         };
         // Orphan index files.
         for p in index_files {
@@ -506,7 +603,7 @@ impl Log {
         if segments.is_empty() {
             let base = start_file.unwrap_or(0).max(0);
             let path = self.path(base, "log");
-            let file = self.open_file(&path, true)?;
+            let file = self.lazy_file(&path)?;
             segments.push(Segment::new(base, file, path));
         }
         if !fast {
@@ -529,9 +626,7 @@ impl Log {
             self.backend
                 .remove_file(&p)
                 .map_err(|e| StorageError::io(&p, e))?;
-            self.backend
-                .sync_dir(&self.dir)
-                .map_err(|e| StorageError::io(&self.dir, e))?;
+            self.sync_dir()?;
         }
         // Rolled segments holding data beyond the recovery point may not be durable yet.
         let unsynced: Vec<i64> = segments
@@ -542,8 +637,8 @@ impl Log {
             .collect();
         let active_index = IndexFiles {
             base: active_base,
-            index: self.open_file(&self.path(active_base, "index"), true)?,
-            time: self.open_file(&self.path(active_base, "timeindex"), true)?,
+            index: self.lazy_file(&self.path(active_base, "index"))?,
+            time: self.lazy_file(&self.path(active_base, "timeindex"))?,
         };
         {
             let mut v = self.write_view();
@@ -554,7 +649,9 @@ impl Log {
         let mut w = self.lock_writer();
         w.producers = producers;
         w.recovery_point = recovery_point.min(log_end);
-        w.persisted_recovery_point = None;
+        // What the file says (read just now), so a close with nothing new to flush need not
+        // rewrite it.
+        w.persisted_recovery_point = persisted_recovery_point.filter(|r| *r <= log_end);
         if recovery_point > log_end {
             // Never leave a recovery point beyond the data: new appends would be
             // mistaken for flushed data on the next recovery.
@@ -598,10 +695,15 @@ impl Log {
             }
             expected = Some(m.next_offset);
             let path = self.path(m.base, "log");
-            let file = self.open_file(&path, false)?;
-            if file.len().map_err(|e| StorageError::io(&path, e))? != m.size {
+            let len = self
+                .backend
+                .file_len(&path)
+                .map_err(|e| StorageError::io(&path, e))?;
+            if len != m.size {
                 return Ok(None);
             }
+            let file: Arc<dyn BackendFile> =
+                Arc::new(LazyFile::new(self.backend.clone(), path.clone()));
             let mut seg = Segment::new(m.base, file, path);
             seg.size = m.size;
             seg.next_offset = m.next_offset;
@@ -806,7 +908,11 @@ impl Log {
                 let f = self.backend.open(&path, true).map_err(io)?;
                 f.set_len(0).map_err(io)?;
                 f.write_all_at(&want, 0).map_err(io)?;
-                f.sync().map_err(io)?;
+                if self.deferred() {
+                    lock(&self.deferred_files).push(path.clone());
+                } else {
+                    f.sync().map_err(io)?;
+                }
             }
         }
         seg.index_written = seg.index.len();
@@ -1195,7 +1301,9 @@ impl Log {
             Some(r) => return Err(StorageError::Offline(r.clone())),
             None => {}
         }
-        self.flush_locked(&mut w, true)?;
+        if !self.nothing_to_flush(&w) {
+            self.flush_locked(&mut w, true)?;
+        }
         let snapshot = {
             let v = self.read_view();
             Snapshot {
@@ -1221,6 +1329,20 @@ impl Log {
         w.offline = Some(CLOSED.to_string());
         debug!(dir = %self.dir.display(), "log closed");
         Ok(())
+    }
+
+    /// Whether everything written is flushed and checkpointed already (a log untouched since
+    /// it was opened), so a flush would only repeat fsyncs of unchanged files.
+    fn nothing_to_flush(&self, w: &Writer) -> bool {
+        let v = self.read_view();
+        w.unflushed_messages == 0
+            && w.unsynced.is_empty()
+            && !w.epochs.dirty
+            && w.recovery_point == v.log_end
+            && w.persisted_recovery_point == Some(v.log_end)
+            && v.segments
+                .iter()
+                .all(|s| s.index_written == s.index.len() && s.time_written == s.time_index.len())
     }
 
     // ------------------------------------------------------------------ read
@@ -1768,6 +1890,8 @@ fn bytes_after(path: &Path, size: u64, start: u64) -> Result<u64> {
 
 #[cfg(test)]
 mod clean_tests;
+#[cfg(test)]
+mod lazy_tests;
 #[cfg(test)]
 mod lifecycle_tests;
 #[cfg(test)]

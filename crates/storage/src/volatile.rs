@@ -175,6 +175,9 @@ impl Backend for VolatileBackend {
     fn sync_dir(&self, path: &Path) -> io::Result<()> {
         self.inner.sync_dir(path)
     }
+    fn file_len(&self, path: &Path) -> io::Result<u64> {
+        self.open(path, false)?.len()
+    }
 }
 
 #[cfg(test)]

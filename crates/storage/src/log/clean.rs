@@ -477,6 +477,16 @@ impl Log {
         let cfg = self.cfg();
         for (base, swap) in swaps {
             let path = self.path(base, "log");
+            {
+                // A reader may still hold the old segment: its handle must keep seeing the
+                // old contents after the rename.
+                let v = self.read_view();
+                if let Some(old) = v.by_base(base).and_then(|i| v.segments.get(i)) {
+                    old.log
+                        .ensure_open()
+                        .map_err(|e| StorageError::io(&old.path, e))?;
+                }
+            }
             self.backend
                 .rename(&swap, &path)
                 .map_err(|e| StorageError::io(&path, e))?;

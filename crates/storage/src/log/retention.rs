@@ -1,6 +1,6 @@
 //! Log lifecycle: retention by time and size, DeleteRecords (KIP-107), deleting a log.
 
-use tracing::debug;
+use tracing::{debug, warn};
 
 use super::{Log, Result, Writer, LOG_START_FILE};
 use crate::{RetentionOutcome, StorageError};
@@ -119,7 +119,17 @@ impl Log {
         let removed: Vec<i64> = {
             let mut v = self.write_view();
             let count = count.min(v.segments.len().saturating_sub(1));
-            let removed = v.segments.drain(..count).map(|s| s.base_offset).collect();
+            let removed = v
+                .segments
+                .drain(..count)
+                .map(|s| {
+                    // A reader may still hold the segment: keep its contents reachable.
+                    if let Err(e) = s.log.ensure_open() {
+                        warn!(path = %s.path.display(), error = %e, "cannot open segment before removal");
+                    }
+                    s.base_offset
+                })
+                .collect();
             v.log_start = v.log_start.max(new_start);
             removed
         };
