@@ -459,7 +459,7 @@ async fn append(
     // An append that may fsync (a `flush.messages` or `flush.ms` policy) runs off the async
     // workers, so a slow disk stalls this partition's producers, not every connection.
     let needs_sync = cfg.flush_messages.is_some_and(|n| n > 0 && n < i64::MAX)
-        || cfg.flush_ms.is_some_and(|ms| ms >= 0 && ms < i64::MAX);
+        || cfg.flush_ms.is_some_and(|ms| (0..i64::MAX).contains(&ms));
     // Appending as leader advances the high watermark, which wakes this partition's fetches.
     let info = if needs_sync {
         let h2 = h.clone();

@@ -937,5 +937,9 @@ fn a_roll_leaves_the_directory_sync_to_the_next_flush() {
     let mark = b.dir_syncs.load(Ordering::SeqCst);
     log.flush().unwrap();
     let without_roll = b.dir_syncs.load(Ordering::SeqCst) - mark;
-    assert_eq!(with_roll, without_roll + 1, "the flush after a roll syncs the directory");
+    assert_eq!(
+        with_roll,
+        without_roll + 1,
+        "the flush after a roll syncs the directory"
+    );
 }
