@@ -1591,16 +1591,21 @@ impl Log {
 
     /// Records that leader epoch `epoch` starts at the current log end offset (a new leader
     /// calls this on election, before any append in the epoch). No-op unless `epoch` is
-    /// larger than the latest recorded epoch. Persisted to `leader-epoch-checkpoint` at once.
+    /// larger than the latest recorded epoch.
+    ///
+    /// Persisted to `leader-epoch-checkpoint` by the next flush or clean close, not at once
+    /// (as Kafka since KAFKA-15046): a restart moves every partition's epoch twice, and a
+    /// checkpoint file written per partition and move made starting 10,000 partitions take
+    /// tens of seconds. Nothing depends on it sooner: until records of the epoch exist the
+    /// entry changes no OffsetsForLeaderEpoch answer (the end offset of the epoch before is
+    /// the log end either way), records carry their epoch in their batch headers, and a
+    /// flush writes the checkpoint before it moves the recovery point, so recovery rebuilds
+    /// any entry lost in a crash from the batches it scans.
     pub fn assign_epoch(&self, epoch: i32) -> Result<()> {
         let mut w = self.lock_writer();
         w.check_writable()?;
         let log_end = self.read_view().log_end;
         w.epochs.assign(epoch, log_end);
-        if w.epochs.dirty {
-            self.write_file_atomic(EPOCH_CHECKPOINT_FILE, &w.epochs.serialize())?;
-            w.epochs.dirty = false;
-        }
         Ok(())
     }
 
