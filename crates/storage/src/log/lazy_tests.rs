@@ -8,12 +8,9 @@ fn dir() -> PathBuf {
     PathBuf::from("/data/lazy-0")
 }
 
+/// The small segments and dense index of the log tests.
 fn cfg() -> LogConfig {
-    LogConfig {
-        segment_bytes: 1000,
-        index_interval_bytes: 200,
-        ..LogConfig::default()
-    }
+    super::tests::small_cfg()
 }
 
 fn fill(log: &Log, n: i64) {

@@ -24,7 +24,7 @@ fn batch_offsets(data: &[u8]) -> Vec<(i64, i64)> {
         .collect()
 }
 
-fn small_cfg() -> LogConfig {
+pub(super) fn small_cfg() -> LogConfig {
     LogConfig {
         segment_bytes: 1000,
         index_interval_bytes: 200,
